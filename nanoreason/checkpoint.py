@@ -1,0 +1,89 @@
+"""Checkpoints: one file with everything needed to resume or to sample.
+
+    {"kind": "policy" | "reward_model", "model": state_dict, "model_config": {...}, "tokenizer": {...},
+     "optimizer": state_dict | None, "step": int, "rng": {...}, "config": {...the script's config...}}
+
+Saved atomically (write `path.tmp`, then rename): a crash mid-save never destroys the previous checkpoint.
+Loaded with `torch.load(weights_only=True)`: a checkpoint file cannot run code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+
+import torch
+
+from nanoreason.config import ConfigError
+from nanoreason.model import GPT, GPTConfig
+from nanoreason.tokenizer import Tokenizer
+
+
+def save_checkpoint(path: str, model: GPT, tokenizer: Tokenizer, optimizer=None, step: int = 0, config=None,
+                    kind: str = "policy", extra: dict | None = None):
+    model = getattr(model, "module", model)          # unwrap DDP
+    ckpt = {
+        "kind": kind,
+        "model": model.state_dict(),
+        "model_config": dataclasses.asdict(model.cfg),
+        "tokenizer": tokenizer.to_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": step,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else (config or {}),
+        "extra": extra or {},
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)                            # atomic on POSIX
+
+
+def load_checkpoint(path: str, kind: str | None = None) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"{path}: not a readable checkpoint ({e.__class__.__name__}: {str(e)[:200]})") from None
+    missing = [k for k in ("kind", "model", "model_config", "tokenizer", "step") if k not in ckpt]
+    if missing:
+        raise ConfigError(f"{path}: not a nanoreason checkpoint (missing field {missing[0]!r})")
+    if kind is not None and ckpt["kind"] != kind:
+        raise ConfigError(f"{path}: is a {ckpt['kind']} checkpoint, but a {kind} checkpoint is needed here")
+    return ckpt
+
+
+def load_model(path: str, kind: str | None = "policy", device="cpu") -> tuple[GPT, Tokenizer, dict]:
+    """(model, tokenizer, checkpoint dict) from a checkpoint file."""
+    ckpt = load_checkpoint(path, kind)
+    try:
+        cfg = GPTConfig(**ckpt["model_config"])
+    except TypeError as e:
+        raise ConfigError(f"{path}: model_config does not fit this version of GPTConfig ({e})") from None
+    tok = Tokenizer.from_dict(ckpt["tokenizer"], where=f"{path}: tokenizer")
+    model = GPT(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device), tok, ckpt
+
+
+def check_compatible(path: str, ckpt: dict, model_cfg: GPTConfig | None = None, tokenizer: Tokenizer | None = None,
+                     config=None, fields=None):
+    """Raise a ConfigError naming the first field where `ckpt` differs from what this run was asked to use."""
+    if model_cfg is not None:
+        for k, v in dataclasses.asdict(model_cfg).items():
+            if ckpt["model_config"].get(k) != v:
+                raise ConfigError(f"{path}: made with model config {k}={ckpt['model_config'].get(k)!r}, "
+                                  f"but this run asks for {k}={v!r}")
+    if tokenizer is not None and ckpt["tokenizer"] != tokenizer.to_dict():
+        raise ConfigError(f"{path}: made with a different tokenizer than this run's")
+    if config is not None:
+        saved = ckpt.get("config", {})
+        for k in fields if fields is not None else dataclasses.asdict(config):
+            if k in saved and saved[k] != getattr(config, k):
+                raise ConfigError(f"{path}: made with {k}={saved[k]!r}, but this run asks for {k}={getattr(config, k)!r}")
+
+
+def restore_rng(ckpt: dict):
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    random.setstate(ckpt["rng"]["python"])

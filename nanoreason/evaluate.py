@@ -1,0 +1,34 @@
+"""Held-out accuracy: greedy-decode every problem and compare `extract_answer` with the truth."""
+from __future__ import annotations
+
+import torch
+
+from nanoreason.model import GPT
+from nanoreason.sampling import generate
+from nanoreason.tasks import Problem, extract_answer
+from nanoreason.tokenizer import Tokenizer
+
+
+def prompt_text(question: str) -> str:
+    """The prompt format shared by every stage: the question, then a newline; the solution follows."""
+    return question.strip() + "\n"
+
+
+def solve(model: GPT, tok: Tokenizer, questions: list[str], max_new_tokens: int = 96, batch_size: int = 256,
+          **sampling) -> list[str]:
+    """Completions (decoded text) for `questions`; greedy unless sampling options say otherwise."""
+    sampling.setdefault("greedy", True)
+    out = []
+    for i in range(0, len(questions), batch_size):
+        prompts = [tok.encode(prompt_text(q)) for q in questions[i:i + batch_size]]
+        r = generate(model, prompts, max_new_tokens, tok.eot_id, **sampling)
+        out += [tok.decode(ids) for ids in r.completion_ids()]
+    return out
+
+
+@torch.no_grad()
+def accuracy(model: GPT, tok: Tokenizer, problems: list[Problem], **kw) -> tuple[float, list[str]]:
+    """(fraction of problems whose extracted answer is right, the completions)."""
+    completions = solve(model, tok, [p.question for p in problems], **kw)
+    correct = [extract_answer(c) == p.answer for c, p in zip(completions, problems)]
+    return sum(correct) / max(len(problems), 1), completions

@@ -1,0 +1,63 @@
+"""What every stage writes to out/<stage>/: metrics.jsonl (one JSON object per log line), a PNG of the curves a
+learner should look at, and summary.json with the headline figures."""
+from __future__ import annotations
+
+import json
+import os
+
+
+class JsonlLogger:
+    """Appends one JSON object per call to `path` (appending keeps the log of a resumed run whole)."""
+
+    def __init__(self, path: str, resume: bool = False):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        if not resume and os.path.exists(path):
+            os.replace(path, path + ".prev")          # keep the previous run's log instead of losing it
+        self.rows = read_jsonl(path) if resume and os.path.exists(path) else []
+
+    def log(self, **row):
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path: str) -> list[dict]:
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass                                # a line cut short by a crash: skip it
+    return rows
+
+
+def write_summary(path: str, summary: dict):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(tmp, path)
+
+
+def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]], title: str = "", x: str = "step"):
+    """One subplot per (ylabel, [metric keys]); each key is drawn over the rows that have it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (ylabel, keys) in zip(axes[0], panels):
+        for k in keys:
+            pts = [(r[x], r[k]) for r in rows if k in r and r[k] is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, label=k)
+        ax.set_xlabel(x)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

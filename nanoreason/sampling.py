@@ -1,0 +1,105 @@
+"""Batched sampling with a KV cache (in the spirit of nanochat's engine.py).
+
+Prompts of different lengths are left-padded into one batch; the model's attention mask and per-row positions make
+every row behave exactly as if it were alone. Each step feeds only the newest token through the cache.
+
+Returns a `Rollout`, which is what RL needs:
+    prompt      (B, P)  left-padded prompt ids            prompt_mask      (B, P)  1 = real token
+    completion  (B, T)  sampled ids, eot-padded           completion_mask  (B, T)  1 = generated (incl. its eot)
+    logprobs    (B, T)  log pi(token) of each sampled token under the sampling temperature (before top-k/top-p)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from nanoreason.model import GPT, KVCache
+
+
+@dataclass
+class Rollout:
+    prompt: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion: torch.Tensor
+    completion_mask: torch.Tensor
+    logprobs: torch.Tensor
+
+    def sequences(self):
+        """Prompt + completion as one left/right-padded batch: ids (B, P+T) and attention mask (B, P+T)."""
+        return (torch.cat([self.prompt, self.completion], 1),
+                torch.cat([self.prompt_mask, self.completion_mask], 1))
+
+    def completion_ids(self) -> list[list[int]]:
+        """The generated tokens of each row, without padding (the final eot, if any, included)."""
+        return [row[m.bool()].tolist() for row, m in zip(self.completion, self.completion_mask)]
+
+
+def left_pad(seqs: list[list[int]], pad_id: int):
+    """(ids, mask), both (B, max_len), with each sequence right-aligned."""
+    P = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), P), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), P), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, P - len(s):] = torch.tensor(s)
+            mask[i, P - len(s):] = 1
+    return ids, mask
+
+
+def filter_logits(logits, top_k: int | None = None, top_p: float | None = None):
+    """Keep the top-k logits and/or the smallest set whose probability reaches top_p; the rest become -inf."""
+    if top_k is not None and 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p             # tokens entirely beyond the nucleus
+        drop = drop.scatter(-1, order, drop)                         # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: int, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+             generator: torch.Generator | None = None) -> Rollout:
+    """Sample up to `max_new_tokens` after each prompt; a row stops at its first eot. `greedy` (or temperature 0)
+    takes the argmax; its log-probs are then under temperature 1."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("generate needs a non-empty list of non-empty prompts")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    greedy = greedy or temperature == 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    prompt, prompt_mask = left_pad(prompts, eot_id)
+    prompt, prompt_mask = prompt.to(device), prompt_mask.to(device)
+    B, P = prompt.shape
+    max_new_tokens = min(max_new_tokens, model.cfg.block_size - max(len(p) for p in prompts))
+    cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
+    out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)
+    out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
+    logprobs = torch.zeros((B, max_new_tokens), device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    logits = model(prompt, prompt_mask, cache)[:, -1].float()                 # (B, V)
+    for t in range(max_new_tokens):
+        scaled = logits if greedy else logits / temperature
+        if greedy:
+            tok = scaled.argmax(-1)
+        else:
+            probs = filter_logits(scaled, top_k, top_p).softmax(-1)
+            tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        lp = F.log_softmax(scaled, -1).gather(-1, tok[:, None]).squeeze(-1)
+        tok = torch.where(done, torch.full_like(tok, eot_id), tok)
+        out[:, t], out_mask[:, t], logprobs[:, t] = tok, (~done).long(), torch.where(done, 0.0, lp)
+        done = done | (tok == eot_id)
+        if done.all() or t == max_new_tokens - 1:
+            break
+        logits = model(tok[:, None], (~done).long()[:, None], cache)[:, -1].float()
+    T = t + 1
+    model.train(was_training)
+    return Rollout(prompt, prompt_mask, out[:, :T], out_mask[:, :T], logprobs[:, :T])

@@ -1,0 +1,372 @@
+"""The default task: GSM8K-style multi-step word problems with exact step-level truth.
+
+A problem is a starting quantity followed by `n_steps` operations (+, -, *, exact /), told as a short story:
+
+    Question: Mia has 12 pens. She gets 5 more pens. She gives away 3 pens. How many pens does Mia have now?
+    Solution (GSM8K form, one step per line, calculator annotation, final `#### N` line):
+        12+5=<<12+5=17>>17
+        17-3=<<17-3=14>>14
+        #### 14
+
+Everything is deterministic from a seed. Train and test come from one stream of problems split by a hash of the
+problem's *arithmetic* (start value and operations), so no test problem can appear in train, even reworded.
+
+`load_gsm8k(path)` reads real GSM8K files (`question`, `answer`) into the same `Problem` type, so every stage runs
+on either. No function here ever calls `eval`: annotations are parsed by the small `parse_arith` below.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from nanoreason.config import ConfigError
+
+# ----------------------------------------------------------------------------------------------------------------
+# Problem types
+
+
+@dataclass(frozen=True)
+class Step:
+    """One calculation: `expr` (e.g. "12+5"), its numeric operands, the operator ("+", "-", "*", "/", or "expr" for
+    a compound GSM8K expression) and the exact result."""
+    expr: str
+    operands: tuple
+    op: str
+    result: Fraction
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    solution: str          # GSM8K form: one step per line with <<a+b=c>>, last line "#### N"
+    answer: int
+    steps: tuple = field(default_factory=tuple)   # tuple[Step, ...]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A tiny exact arithmetic parser (never eval): numbers, + - * /, parentheses, unary minus. Returns a Fraction.
+
+_TOKEN = re.compile(r"\s*(?:(\d[\d,]*\.?\d*|\.\d+)|(.))")
+
+
+def _num(s: str) -> Fraction:
+    return Fraction(s.replace(",", ""))
+
+
+def parse_arith(expr: str) -> Fraction:
+    """Exact value of an arithmetic expression like "48/2+3"; raises ValueError on anything else."""
+    toks = []
+    for num, ch in _TOKEN.findall(expr.strip()):
+        if num:
+            toks.append(_num(num))
+        elif ch in "+-*/()":
+            toks.append(ch)
+        elif ch.strip():
+            raise ValueError(f"unexpected character {ch!r} in {expr!r}")
+    pos = 0
+
+    def peek():
+        return toks[pos] if pos < len(toks) else None
+
+    def eat():
+        nonlocal pos
+        pos += 1
+        return toks[pos - 1]
+
+    def atom():
+        t = peek()
+        if t == "-":
+            eat()
+            return -atom()
+        if t == "(":
+            eat()
+            v = expression()
+            if eat() != ")":
+                raise ValueError(f"unbalanced parentheses in {expr!r}")
+            return v
+        if isinstance(t, Fraction):
+            return eat()
+        raise ValueError(f"expected a number in {expr!r}")
+
+    def term():
+        v = atom()
+        while peek() in ("*", "/"):
+            if eat() == "*":
+                v = v * atom()
+            else:
+                d = atom()
+                if d == 0:
+                    raise ValueError(f"division by zero in {expr!r}")
+                v = v / d
+        return v
+
+    def expression():
+        v = term()
+        while peek() in ("+", "-"):
+            v = v + term() if eat() == "+" else v - term()
+        return v
+
+    if not toks:
+        raise ValueError("empty expression")
+    value = expression()
+    if pos != len(toks):
+        raise ValueError(f"trailing input in {expr!r}")
+    return value
+
+
+_NUMBER = re.compile(r"(?<![\d.])\d[\d,]*(?:\.\d+)?|(?<![\d])\.\d+")
+_ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+
+
+def numbers_in(text: str) -> list[Fraction]:
+    return [_num(m.rstrip(",")) for m in _NUMBER.findall(text)]
+
+
+def parse_step(expr: str, result: str) -> Step:
+    """A Step from the two halves of a calculator annotation `<<expr=result>>` (the result is taken as written)."""
+    ops = [c for c in expr if c in "+-*/"]
+    op = ops[0] if len(ops) == 1 and "(" not in expr else "expr"
+    return Step(expr=expr.strip(), operands=tuple(numbers_in(expr)), op=op, result=_num(result.strip()))
+
+
+def fmt(x: Fraction) -> str:
+    return str(x.numerator) if x.denominator == 1 else str(float(x))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The final answer and the step oracle
+
+_ANSWER = re.compile(r"^\s*([-\u2212]?)\s*(\d{1,3}(?:,\d{3})+|\d+)\s*$")
+
+
+def extract_answer(text: str) -> int | None:
+    """The integer after the last `####` (on the rest of that line), e.g. "#### 1,234" -> 1234, "#### -5" -> -5.
+    None if there is no `####` or the rest of its line is not exactly one integer."""
+    if not isinstance(text, str) or "####" not in text:
+        return None
+    rest = text.rsplit("####", 1)[1].split("\n", 1)[0]
+    m = _ANSWER.match(rest)
+    if m is None:
+        return None
+    value = int(m.group(2).replace(",", ""))
+    return -value if m.group(1) else value
+
+
+def split_steps(completion: str) -> list[str]:
+    """The reasoning steps of a completion: its non-empty lines before the first `####` line."""
+    steps = []
+    for line in completion.split("\n"):
+        if line.strip().startswith("####"):
+            break
+        if line.strip():
+            steps.append(line)
+    return steps
+
+
+def check_steps(problem: Problem, completion: str) -> list[bool]:
+    """One verdict per step (see `split_steps`) of `completion` — the oracle process reward.
+
+    The rule. A step is correct iff every calculator annotation `<<expr=r>>` on its line (at least one) satisfies:
+      1. arithmetic: `expr` parses and equals `r` exactly;
+      2. relevance: `r` is the result of one of the problem's reference steps (it computes a quantity the
+         reference solution needs, so "12-5" where the story says "gets 5 more" is wrong even though 12-5=7);
+      3. grounding: every number in `expr` is known at that point: stated in the question, produced by an earlier
+         *correct* step of this completion, or a constant the reference uses without stating it (GSM8K's 60 minutes).
+    A line without an annotation is incorrect (it computes nothing that can be checked). A correct step repeated
+    is still correct: that is exactly what a summed process reward can be hacked with (Gao et al. 2024).
+    """
+    ref_results = {s.result for s in problem.steps}
+    stated = set(numbers_in(problem.question))
+    constants = {x for s in problem.steps for x in s.operands} - ref_results - stated
+    known = stated | constants
+    verdicts = []
+    for line in split_steps(completion):
+        annotations = _ANNOTATION.findall(line)
+        ok = bool(annotations)
+        produced = []
+        for expr, claimed in annotations:
+            try:
+                value, claim = parse_arith(expr), parse_arith(claimed)
+            except ValueError:
+                ok = False
+                break
+            ok = ok and value == claim and value in ref_results and all(x in known for x in numbers_in(expr))
+            produced.append(value)
+        if ok:
+            known.update(produced)
+        verdicts.append(ok)
+    return verdicts
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The generator
+
+NAMES = ["Mia", "Leo", "Ava", "Noah", "Emma", "Liam", "Zoe", "Omar", "Ivy", "Sam", "Nina", "Ben", "Lily", "Max",
+         "Ruby", "Jack", "Ella", "Finn", "Rosa", "Hugo"]
+PRONOUNS = {"Mia": "She", "Ava": "She", "Emma": "She", "Zoe": "She", "Ivy": "She", "Nina": "She", "Lily": "She",
+            "Ruby": "She", "Ella": "She", "Rosa": "She"}  # everyone else: "He"
+ITEMS = ["apples", "pens", "stickers", "marbles", "books", "coins", "cards", "shells", "cookies", "stamps",
+         "pencils", "beads", "eggs", "candies", "toys", "rocks", "flowers", "buttons", "balloons", "cupcakes"]
+
+# Sentence templates per operation; {p} pronoun, {n} name, {x} operand, {i} items.
+TEMPLATES = {
+    "+": ["{p} gets {x} more {i}.", "{p} finds {x} {i}.", "A friend gives {n} {x} {i}.", "{p} buys {x} more {i}."],
+    "-": ["{p} gives away {x} {i}.", "{p} loses {x} {i}.", "{p} sells {x} {i}.", "{p} uses {x} {i}."],
+    "*": ["Then {p_lower} has {x} times as many {i}.", "{p} makes the number of {i} {x} times bigger."],
+    "/": ["{p} splits the {i} into {x} equal groups and keeps one group.",
+          "{p} keeps one of {x} equal shares of the {i}."],
+}
+STARTS = ["{n} has {x} {i}.", "{n} starts with {x} {i}.", "{n} owns {x} {i}."]
+ASKS = ["How many {i} does {n} have now?", "How many {i} does {n} have in the end?"]
+
+
+@dataclass
+class TaskConfig:
+    min_steps: int = 2        # operations per problem (= solution lines before "####")
+    max_steps: int = 3
+    max_value: int = 50       # every quantity (start, operands, intermediate results) stays in [0, max_value]
+    max_factor: int = 5       # multipliers and divisors are drawn from [2, max_factor]
+    ops: str = "+-*/"
+
+    def __post_init__(self):
+        if not (1 <= self.min_steps <= self.max_steps):
+            raise ConfigError(f"task steps must satisfy 1 <= min_steps <= max_steps, got min_steps={self.min_steps}, "
+                              f"max_steps={self.max_steps}")
+        if self.max_value < 10:
+            raise ConfigError(f"max_value must be >= 10, got {self.max_value}")
+        if not (2 <= self.max_factor <= self.max_value // 2):
+            raise ConfigError(f"max_factor must be in [2, max_value/2], got {self.max_factor}")
+        if not self.ops or set(self.ops) - set("+-*/") or len(set(self.ops)) != len(self.ops):
+            raise ConfigError(f"ops must be a non-empty subset of '+-*/' without repeats, got {self.ops!r}")
+
+
+def _pick_operand(rng: random.Random, op: str, v: int, cfg: TaskConfig) -> int | None:
+    """An operand for `v op x` keeping everything in range, or None if `op` is impossible at `v`."""
+    if op == "+":
+        return rng.randint(2, cfg.max_value - v) if v <= cfg.max_value - 2 else None
+    if op == "-":
+        return rng.randint(2, v) if v >= 2 else None
+    if op == "*":
+        xs = [x for x in range(2, cfg.max_factor + 1) if v * x <= cfg.max_value]
+    else:
+        xs = [x for x in range(2, cfg.max_factor + 1) if v % x == 0 and v > 0]
+    return rng.choice(xs) if xs else None
+
+
+def _apply(op: str, a: int, b: int) -> int:
+    return {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+
+
+def make_problem(rng: random.Random, cfg: TaskConfig) -> Problem:
+    n_steps = rng.randint(cfg.min_steps, cfg.max_steps)
+    v = rng.randint(2, cfg.max_value)
+    start, chain = v, []
+    while len(chain) < n_steps:
+        op = rng.choice(cfg.ops)
+        x = _pick_operand(rng, op, v, cfg)
+        if x is None:
+            continue   # e.g. "/" on a prime; "+" or "-" always works (max_value >= 10)
+        chain.append((op, x, v, _apply(op, v, x)))
+        v = chain[-1][3]
+    name, items = rng.choice(NAMES), rng.choice(ITEMS)
+    p = PRONOUNS.get(name, "He")
+    fill = dict(n=name, p=p, p_lower=p.lower(), i=items)
+    sentences = [rng.choice(STARTS).format(x=start, **fill)]
+    sentences += [rng.choice(TEMPLATES[op]).format(x=x, **fill) for op, x, _, _ in chain]
+    sentences.append(rng.choice(ASKS).format(**fill))
+    steps, lines = [], []
+    for op, x, a, r in chain:
+        expr = f"{a}{op}{x}"
+        steps.append(Step(expr=expr, operands=(Fraction(a), Fraction(x)), op=op, result=Fraction(r)))
+        lines.append(f"{expr}=<<{expr}={r}>>{r}")
+    lines.append(f"#### {v}")
+    return Problem(question=" ".join(sentences), solution="\n".join(lines), answer=v, steps=tuple(steps))
+
+
+def signature(p: Problem) -> str:
+    """The arithmetic of a problem, independent of names, items and wording."""
+    return ";".join(s.expr for s in p.steps)
+
+
+def is_test(p: Problem, test_fraction: float = 0.2) -> bool:
+    h = int.from_bytes(hashlib.sha256(signature(p).encode()).digest()[:8], "big")
+    return h / 2**64 < test_fraction
+
+
+def generate(n: int, split: str = "train", seed: int = 0, cfg: TaskConfig | None = None) -> list[Problem]:
+    """`n` distinct problems of `split` ("train" or "test"), deterministic in (split, seed, cfg). A problem belongs
+    to test iff the hash of its arithmetic falls in the test bucket, so the splits cannot overlap whatever the seeds."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    out, seen = [], set()
+    for p in stream(split, seed, cfg):
+        if len(out) == n:
+            return out
+        if signature(p) not in seen:
+            seen.add(signature(p))
+            out.append(p)
+
+
+def stream(split: str = "train", seed: int = 0, cfg: TaskConfig | None = None):
+    """An endless iterator of fresh problems (what SFT and RL draw from)."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    cfg = cfg or TaskConfig()
+    rng = random.Random(f"{split}:{seed}")
+    while True:
+        p = make_problem(rng, cfg)
+        if is_test(p) == (split == "test"):
+            yield p
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Real GSM8K from local files
+
+
+def parse_gsm8k_answer(answer: str, where: str) -> tuple[str, int, tuple]:
+    """(solution, integer answer, steps) from a GSM8K `answer` field; `where` names the record in errors."""
+    if not isinstance(answer, str):
+        raise ConfigError(f"{where}: field 'answer' must be a string, got {type(answer).__name__}")
+    lines = answer.strip().split("\n")
+    if not lines[-1].strip().startswith("####"):
+        raise ConfigError(f"{where}: field 'answer' must end with a '#### N' line, got {lines[-1]!r}")
+    value = extract_answer(lines[-1])
+    if value is None:
+        raise ConfigError(f"{where}: field 'answer' has a malformed final line {lines[-1]!r} (want '#### <integer>')")
+    steps = []
+    for expr, res in _ANNOTATION.findall(answer):
+        try:
+            steps.append(parse_step(expr, res))
+        except (ValueError, ZeroDivisionError):
+            continue   # an annotation we cannot parse carries no step truth; the line is still kept as text
+    return answer.strip(), value, tuple(steps)
+
+
+def load_gsm8k(path: str) -> list[Problem]:
+    """Problems from a local GSM8K-format file (.jsonl/.json or .parquet with `question` and `answer`), read through
+    `datasets` (set HF_DATASETS_OFFLINE=1 to be sure nothing is fetched). Errors name the file, line and field."""
+    import os
+    from datasets import load_dataset
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such file")
+    kind = "parquet" if path.endswith(".parquet") else "json"
+    try:
+        ds = load_dataset(kind, data_files=path, split="train")
+    except Exception as e:  # datasets wraps parse errors in several types
+        raise ConfigError(f"{path}: cannot be read as GSM8K {kind}: {e.__class__.__name__}: {e}") from None
+    for col in ("question", "answer"):
+        if col not in ds.column_names:
+            raise ConfigError(f"{path}: missing field '{col}' (columns: {ds.column_names})")
+    problems = []
+    for i, row in enumerate(ds):
+        where = f"{path}:{'line' if kind == 'json' else 'row'} {i + 1}"
+        for col in ("question", "answer"):
+            if row[col] is None:
+                raise ConfigError(f"{where}: missing field '{col}'")
+        solution, value, steps = parse_gsm8k_answer(row["answer"], where)
+        problems.append(Problem(question=row["question"].strip(), solution=solution, answer=value, steps=steps))
+    return problems

@@ -1,0 +1,223 @@
+"""Stage 1 — supervised fine-tuning (SFT) from scratch on our word problems.
+
+    python train_sft.py                      # ~4 minutes on a 2-core CPU; writes out/sft/
+    python train_sft.py --max_iters=6000     # longer; see README for the setting that reaches >= 95%
+    python train_sft.py --resume             # continue out/sft/ckpt.pt
+
+Each step draws fresh problems from the task generator; the loss is next-token cross-entropy on the *solution*
+tokens only (the question is context, not something to imitate). Every `eval_interval` steps we greedy-decode a
+fixed held-out set and count exact final answers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.evaluate import accuracy, prompt_text
+from nanoreason.model import GPT, GPTConfig
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
+from nanoreason.tokenizer import Tokenizer
+
+
+@dataclass
+class SFTConfig:
+    out_dir: str = "out/sft"
+    seed: int = 0
+    # the task (see nanoreason/tasks.py); or local GSM8K files
+    min_steps: int = 2
+    max_steps: int = 3
+    max_value: int = 50
+    max_factor: int = 5
+    ops: str = "+-*/"
+    gsm8k_train: str = ""          # a local GSM8K .jsonl/.parquet to train on instead of generated problems
+    gsm8k_test: str = ""           # ... and to evaluate on
+    # tokenizer and model
+    vocab_size: int = 512          # BPE tokens, before the special tokens
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 160
+    # optimisation
+    batch_size: int = 32
+    max_iters: int = 1000
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_iters: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    # evaluation, logging
+    eval_interval: int = 250
+    eval_problems: int = 256
+    max_new_tokens: int = 64
+    resume: bool = False
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        check(self.max_iters > 0, f"max_iters must be > 0, got {self.max_iters}")
+        check(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
+        check(self.eval_interval > 0, f"eval_interval must be > 0, got {self.eval_interval}")
+        check(self.eval_problems > 0, f"eval_problems must be > 0, got {self.eval_problems}")
+        check(self.vocab_size >= 256, f"vocab_size must be >= 256 (one token per byte), got {self.vocab_size}")
+        self.task()   # validates the task knobs
+        self.model_config(self.vocab_size + 3)
+
+    def task(self) -> TaskConfig:
+        return TaskConfig(self.min_steps, self.max_steps, self.max_value, self.max_factor, self.ops)
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd)
+
+
+# fields whose change makes an existing checkpoint unusable for --resume
+RESUME_FIELDS = ("seed", "min_steps", "max_steps", "max_value", "max_factor", "ops", "gsm8k_train", "vocab_size",
+                 "n_layer", "n_head", "n_embd", "block_size", "batch_size")
+
+
+def pick_device(name: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def sft_batch(tok: Tokenizer, problems, block_size: int):
+    """Right-padded (x, y) for next-token training; y = -1 on question tokens and padding (no loss there)."""
+    rows = []
+    for p in problems:
+        q, a = tok.encode(prompt_text(p.question)), tok.encode(p.solution) + [tok.eot_id]
+        ids = (q + a)[:block_size + 1]
+        rows.append((ids, len(q)))
+    T = max(len(ids) for ids, _ in rows) - 1
+    x = torch.full((len(rows), T), tok.eot_id, dtype=torch.long)
+    y = torch.full((len(rows), T), -1, dtype=torch.long)
+    for i, (ids, nq) in enumerate(rows):
+        ids = torch.tensor(ids)
+        x[i, :len(ids) - 1] = ids[:-1]
+        y[i, nq - 1:len(ids) - 1] = ids[nq:]          # predict only solution tokens (and the final eot)
+    return x, y
+
+
+def sft_loss(model: GPT, x, y):
+    logits = model(x)                                                  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
+
+
+def lr_at(it: int, cfg: SFTConfig) -> float:
+    """Linear warmup, then cosine decay to min_lr."""
+    if it < cfg.warmup_iters:
+        return cfg.lr * (it + 1) / cfg.warmup_iters
+    t = min(1.0, (it - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters))
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * t)) * (cfg.lr - cfg.min_lr)
+
+
+def make_optimizer(model: GPT, lr: float, weight_decay: float):
+    """AdamW; weight decay on matrices only (nanoGPT)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+def data(cfg: SFTConfig):
+    """(train_batch(step) -> problems, test problems, corpus text for the tokenizer)."""
+    if cfg.gsm8k_train:
+        train = load_gsm8k(cfg.gsm8k_train)
+        test = load_gsm8k(cfg.gsm8k_test) if cfg.gsm8k_test else train[:cfg.eval_problems]
+
+        def train_batch(step):
+            rng = random.Random(f"{cfg.seed}:{step}")
+            return [rng.choice(train) for _ in range(cfg.batch_size)]
+        corpus = train
+    else:
+        test = generate(cfg.eval_problems, "test", cfg.seed, cfg.task())
+
+        def train_batch(step):                           # a deterministic batch per step: resuming needs no replay
+            it = stream("train", seed=cfg.seed * 1_000_003 + step, cfg=cfg.task())
+            return [next(it) for _ in range(cfg.batch_size)]
+        corpus = generate(4000, "train", cfg.seed + 1, cfg.task())
+    text = "\n".join(prompt_text(p.question) + p.solution for p in corpus)
+    return train_batch, test[:cfg.eval_problems], text
+
+
+def train(cfg: SFTConfig) -> dict:
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    train_batch, test, corpus = data(cfg)
+
+    if cfg.resume:
+        model, tok, ckpt = load_model(ckpt_path, device=device)
+        check_compatible(ckpt_path, ckpt, config=cfg, fields=RESUME_FIELDS)
+        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_rng(ckpt)
+        start, wall_before = ckpt["step"], ckpt["extra"].get("wall_seconds", 0.0)
+        print(f"resuming from {ckpt_path} at step {start}")
+    else:
+        if os.path.exists(ckpt_path):
+            os.replace(ckpt_path, ckpt_path + ".prev")   # never silently destroy an earlier run
+            print(f"moved the existing {ckpt_path} to {ckpt_path}.prev")
+        tok = Tokenizer.train(corpus, cfg.vocab_size)
+        model = GPT(cfg.model_config(tok.n_vocab)).to(device)
+        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        start, wall_before = 0, 0.0
+    tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
+    print(f"model: {model.num_params() / 1e6:.2f}M parameters; vocabulary {tok.n_vocab}; device {device}")
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
+
+    def evaluate(step):
+        acc, completions = accuracy(model, tok, test, max_new_tokens=cfg.max_new_tokens)
+        log.log(step=step, accuracy=acc, wall=wall_before + time.time() - t0)
+        tqdm.write(f"step {step}: held-out greedy accuracy {acc:.1%} on {len(test)} problems\n"
+                   f"  Q: {test[0].question}\n  A: {completions[0]!r}")
+        return acc
+
+    acc = None
+    model.train()
+    bar = tqdm(range(start, cfg.max_iters), initial=start, total=cfg.max_iters, desc="sft")
+    for step in bar:
+        if step % cfg.eval_interval == 0:
+            acc = evaluate(step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        x, y = sft_batch(tok, train_batch(step), cfg.block_size)
+        loss = sft_loss(model, x.to(device), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        if step % 10 == 0:
+            log.log(step=step, loss=loss.item(), lr=optimizer.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % cfg.eval_interval == 0:
+            save_checkpoint(ckpt_path, model, tok, optimizer, step + 1, cfg,
+                            extra={"wall_seconds": wall_before + time.time() - t0})
+    if start < cfg.max_iters or acc is None:
+        acc = evaluate(cfg.max_iters)
+    wall = wall_before + time.time() - t0
+    save_checkpoint(ckpt_path, model, tok, optimizer, cfg.max_iters, cfg, extra={"wall_seconds": wall})
+    plot_curves(os.path.join(cfg.out_dir, "sft.png"), log.rows,
+                [("loss (solution tokens)", ["loss"]), ("held-out greedy accuracy", ["accuracy"])],
+                title=f"SFT: {model.num_params() / 1e6:.2f}M params, accuracy {acc:.1%}")
+    summary = {"accuracy": acc, "eval_problems": len(test), "wall_seconds": round(wall, 1),
+               "params": model.num_params(), "steps": cfg.max_iters, "checkpoint": ckpt_path,
+               "config": dataclasses.asdict(cfg)}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: accuracy {acc:.1%} on {len(test)} held-out problems in {wall:.0f}s -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(SFTConfig)))
