@@ -1,7 +1,7 @@
 """Stage 1 — supervised fine-tuning (SFT) from scratch on our word problems.
 
     python train_sft.py                      # ~4 minutes on a 2-core CPU; writes out/sft/
-    python train_sft.py --max_iters=6000     # longer; see README for the setting that reaches >= 95%
+    python train_sft.py --max_iters=4000     # longer; see README for the setting that reaches >= 95%
     python train_sft.py --resume             # continue out/sft/ckpt.pt
 
 Each step draws fresh problems from the task generator; the loss is next-token cross-entropy on the *solution*
@@ -37,7 +37,7 @@ class SFTConfig:
     # the task (see nanoreason/tasks.py); or local GSM8K files
     min_steps: int = 2
     max_steps: int = 3
-    max_value: int = 50
+    max_value: int = 30
     max_factor: int = 5
     ops: str = "+-*/"
     gsm8k_train: str = ""          # a local GSM8K .jsonl/.parquet to train on instead of generated problems
@@ -50,14 +50,14 @@ class SFTConfig:
     block_size: int = 160
     # optimisation
     batch_size: int = 32
-    max_iters: int = 1000
+    max_iters: int = 1200
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_iters: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     # evaluation, logging
-    eval_interval: int = 250
+    eval_interval: int = 400
     eval_problems: int = 256
     max_new_tokens: int = 64
     resume: bool = False

@@ -79,7 +79,11 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     prompt, prompt_mask = left_pad(prompts, eot_id)
     prompt, prompt_mask = prompt.to(device), prompt_mask.to(device)
     B, P = prompt.shape
-    max_new_tokens = min(max_new_tokens, model.cfg.block_size - max(len(p) for p in prompts))
+    longest = max(len(p) for p in prompts)
+    if longest >= model.cfg.block_size:
+        raise ValueError(f"a prompt of {longest} tokens leaves no room to generate (block_size "
+                         f"{model.cfg.block_size}); use a model with a larger block_size")
+    max_new_tokens = min(max_new_tokens, model.cfg.block_size - longest)
     cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
     out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)
     out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)

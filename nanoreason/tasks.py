@@ -227,7 +227,7 @@ ASKS = ["How many {i} does {n} have now?", "How many {i} does {n} have in the en
 class TaskConfig:
     min_steps: int = 2        # operations per problem (= solution lines before "####")
     max_steps: int = 3
-    max_value: int = 50       # every quantity (start, operands, intermediate results) stays in [0, max_value]
+    max_value: int = 30       # every quantity (start, operands, intermediate results) stays in [0, max_value]
     max_factor: int = 5       # multipliers and divisors are drawn from [2, max_factor]
     ops: str = "+-*/"
 
@@ -301,11 +301,16 @@ def generate(n: int, split: str = "train", seed: int = 0, cfg: TaskConfig | None
     to test iff the hash of its arithmetic falls in the test bucket, so the splits cannot overlap whatever the seeds."""
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    out, seen = [], set()
+    out, seen, misses = [], set(), 0
     for p in stream(split, seed, cfg):
         if len(out) == n:
             return out
-        if signature(p) not in seen:
+        if signature(p) in seen:
+            misses += 1
+            if misses > 100 * n + 10_000:
+                raise ConfigError(f"asked for {n} distinct {split} problems, but this task config seems to have only "
+                                  f"{len(out)}; widen max_value, steps or ops")
+        else:
             seen.add(signature(p))
             out.append(p)
 

@@ -1,0 +1,53 @@
+import torch
+import torch.nn.functional as F
+
+from nanoreason.sampling import filter_logits, generate
+
+PROMPTS = [[5, 6, 7], [1], [9, 9, 9, 9, 9, 9, 2], [3, 4], [8, 8, 8, 8, 8]]
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny_model):
+    batch = generate(tiny_model, PROMPTS, 20, eot_id=299, greedy=True)
+    for i, p in enumerate(PROMPTS):
+        alone = generate(tiny_model, [p], 20, eot_id=299, greedy=True)
+        assert batch.completion_ids()[i] == alone.completion_ids()[0]
+        n = len(alone.completion_ids()[0])
+        torch.testing.assert_close(batch.logprobs[i, :n], alone.logprobs[0, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_logprobs_match_a_full_forward(tiny_model):
+    r = generate(tiny_model, PROMPTS, 15, eot_id=299, temperature=0.7, generator=torch.Generator().manual_seed(0))
+    ids, mask = r.sequences()
+    logits = tiny_model(ids, mask)[:, r.prompt.shape[1] - 1:-1] / 0.7         # logits that produced each token
+    lp = F.log_softmax(logits, -1).gather(-1, r.completion[..., None]).squeeze(-1)
+    m = r.completion_mask.bool()
+    torch.testing.assert_close(lp[m], r.logprobs[m], atol=1e-4, rtol=1e-4)
+    assert (r.logprobs[~m] == 0).all()
+
+
+def test_stops_at_eot_and_masks_after_it(tiny_model):
+    free = generate(tiny_model, PROMPTS, 10, eot_id=299, greedy=True)
+    stop = free.completion[0, 2].item()             # declare row 0's third token to be end-of-text
+    r = generate(tiny_model, PROMPTS, 10, eot_id=stop, greedy=True)
+    first = free.completion_ids()[0].index(stop)
+    assert r.completion_ids()[0] == free.completion_ids()[0][:first + 1]
+    for row, m in zip(r.completion, r.completion_mask):
+        ids = row[m.bool()].tolist()
+        assert stop not in ids[:-1]                       # nothing is generated after an eot
+        assert (row[len(ids):] == stop).all() and m[len(ids):].sum() == 0
+    assert r.completion.shape[1] <= 10
+
+
+def test_top_k_one_is_greedy(tiny_model):
+    g = generate(tiny_model, PROMPTS, 12, eot_id=299, greedy=True)
+    k = generate(tiny_model, PROMPTS, 12, eot_id=299, temperature=1.3, top_k=1,
+                 generator=torch.Generator().manual_seed(0))
+    assert g.completion_ids() == k.completion_ids()
+
+
+def test_filter_logits_by_hand():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.5)).tolist() == [[False, True, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.81)).tolist() == [[False, False, False, True]]

@@ -1,0 +1,100 @@
+"""End-to-end SFT at tiny settings: accuracy goes up, resume reproduces an uninterrupted run, bad input is named."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train_sft
+from nanoreason.checkpoint import load_checkpoint
+from train_sft import SFTConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(min_steps=1, max_steps=1, max_value=20, ops="+-", vocab_size=300, n_layer=2, n_head=2, n_embd=64,
+            block_size=96, batch_size=32, eval_problems=64, max_new_tokens=24, warmup_iters=10)
+
+
+def test_sft_learns_the_task(tmp_path):
+    cfg = SFTConfig(out_dir=str(tmp_path), max_iters=300, eval_interval=150, lr=3e-3, **TINY)
+    summary = train_sft.train(cfg)
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    accs = [r["accuracy"] for r in rows if "accuracy" in r]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert accs[0] < 0.05 and summary["accuracy"] > 0.5, accs
+    assert losses[-1] < 0.5 * losses[0]
+    for f in ("ckpt.pt", "tokenizer.json", "sft.png", "summary.json"):
+        assert (tmp_path / f).exists()
+    s = json.load(open(tmp_path / "summary.json"))
+    assert s["eval_problems"] == 64 and s["params"] > 0 and s["wall_seconds"] > 0 and s["accuracy"] == accs[-1]
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
+    kw = dict(max_iters=20, eval_interval=10, **TINY)
+    train_sft.train(SFTConfig(out_dir=str(tmp_path / "a"), **kw))
+
+    real, calls = train_sft.sft_batch, []
+
+    def crash_at_step_12(*a, **k):                   # the run dies after its step-10 checkpoint
+        calls.append(1)
+        if len(calls) == 13:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(train_sft, "sft_batch", crash_at_step_12)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft.train(SFTConfig(out_dir=str(tmp_path / "b"), **kw))
+    monkeypatch.setattr(train_sft, "sft_batch", real)
+    assert load_checkpoint(str(tmp_path / "b" / "ckpt.pt"))["step"] == 10
+    train_sft.train(SFTConfig(out_dir=str(tmp_path / "b"), resume=True, **kw))
+
+    a, b = (load_checkpoint(str(tmp_path / d / "ckpt.pt")) for d in "ab")
+    assert b["step"] == 20
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4)
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "b" / "metrics.jsonl")]
+    assert steps[0] == 0 and 10 in steps and steps[-1] == 20    # the log of the first attempt was kept
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus=1"], "unknown config key --bogus"),
+    (["--n_layer=abc"], "--n_layer must be int"),
+    (["--min_steps=-1"], "min_steps"),
+    (["--vocab_size=100"], "vocab_size must be >= 256"),
+    (["--n_embd=100", "--n_head=3"], "n_embd (100) must be divisible by n_head (3)"),
+    (["--gsm8k_train=/nope.jsonl"], "/nope.jsonl: no such file"),
+])
+def test_bad_input_is_one_clear_line(args, message):
+    r = run("train_sft.py", *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_resume_with_another_config_names_the_field_and_keeps_the_checkpoint(tmp_path):
+    train_sft.train(SFTConfig(out_dir=str(tmp_path), max_iters=2, eval_interval=2, **TINY))
+    before = open(tmp_path / "ckpt.pt", "rb").read()
+    args = [f"--{k}={v}" for k, v in TINY.items() if k != "n_embd"]
+    r = run("train_sft.py", f"--out_dir={tmp_path}", "--resume", "--n_embd=32", "--max_iters=4", *args)
+    assert r.returncode == 2 and "n_embd=64" in r.stderr and "n_embd=32" in r.stderr, r.stderr
+    assert open(tmp_path / "ckpt.pt", "rb").read() == before
+    # a fresh (non-resume) run into the same directory moves the old checkpoint aside instead of destroying it
+    train_sft.train(SFTConfig(out_dir=str(tmp_path), max_iters=2, eval_interval=2, **TINY))
+    assert open(tmp_path / "ckpt.pt.prev", "rb").read() == before
+
+
+def test_sft_on_a_gsm8k_file(tmp_path):
+    fixture = os.path.join(ROOT, "tests", "data", "gsm8k_tiny.jsonl")
+    s = train_sft.train(SFTConfig(out_dir=str(tmp_path), gsm8k_train=fixture, gsm8k_test=fixture, max_iters=3,
+                                  eval_interval=3, **{**TINY, "block_size": 512, "max_new_tokens": 8}))
+    assert s["eval_problems"] == 4
+
+
+def test_sample_shows_verdicts(tmp_path):
+    train_sft.train(SFTConfig(out_dir=str(tmp_path), max_iters=2, eval_interval=2, **TINY))
+    r = run("sample.py", f"--ckpt={tmp_path}/ckpt.pt", "--test_problems=2", "--max_new_tokens=8")
+    assert r.returncode == 0 and r.stdout.count("Q: ") == 2 and "truth" in r.stdout, r.stderr
+    r = run("sample.py", f"--ckpt={tmp_path}/nothing.pt")
+    assert r.returncode == 2 and "no such checkpoint" in r.stderr
