@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint
-from nanoreason.config import check, parse_args, run_main
+from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import accuracy, prompt_text
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -144,7 +144,8 @@ def data(cfg: SFTConfig):
         def train_batch(step):                           # a deterministic batch per step: resuming needs no replay
             it = stream("train", seed=cfg.seed * 1_000_003 + step, cfg=cfg.task())
             return [next(it) for _ in range(cfg.batch_size)]
-        corpus = generate(4000, "train", cfg.seed + 1, cfg.task())
+        it = stream("train", seed=cfg.seed - 1, cfg=cfg.task())
+        corpus = [next(it) for _ in range(4000)]
     text = "\n".join(prompt_text(p.question) + p.solution for p in corpus)
     return train_batch, test[:cfg.eval_problems], text
 
@@ -173,6 +174,10 @@ def train(cfg: SFTConfig) -> dict:
         model = GPT(cfg.model_config(tok.n_vocab)).to(device)
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         start, wall_before = 0, 0.0
+    longest = max(len(tok.encode(prompt_text(p.question))) for p in test)
+    if longest + cfg.max_new_tokens > cfg.block_size:
+        raise ConfigError(f"the longest test question is {longest} tokens; with max_new_tokens={cfg.max_new_tokens} "
+                          f"it needs block_size >= {longest + cfg.max_new_tokens}, got block_size={cfg.block_size}")
     tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
     print(f"model: {model.num_params() / 1e6:.2f}M parameters; vocabulary {tok.n_vocab}; device {device}")
     log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)

@@ -73,6 +73,8 @@ def parse_arith(expr: str) -> Fraction:
 
     def eat():
         nonlocal pos
+        if pos >= len(toks):
+            raise ValueError(f"unexpected end of {expr!r}")
         pos += 1
         return toks[pos - 1]
 
@@ -243,17 +245,15 @@ class TaskConfig:
             raise ConfigError(f"ops must be a non-empty subset of '+-*/' without repeats, got {self.ops!r}")
 
 
-def _pick_operand(rng: random.Random, op: str, v: int, cfg: TaskConfig) -> int | None:
-    """An operand for `v op x` keeping everything in range, or None if `op` is impossible at `v`."""
+def _operands(op: str, v: int, cfg: TaskConfig) -> range | list:
+    """Every operand x that keeps `v op x` (and x) within the task's ranges; empty if `op` is impossible at `v`."""
     if op == "+":
-        return rng.randint(2, cfg.max_value - v) if v <= cfg.max_value - 2 else None
+        return range(2, cfg.max_value - v + 1)
     if op == "-":
-        return rng.randint(2, v) if v >= 2 else None
+        return range(2, v + 1)
     if op == "*":
-        xs = [x for x in range(2, cfg.max_factor + 1) if v * x <= cfg.max_value]
-    else:
-        xs = [x for x in range(2, cfg.max_factor + 1) if v % x == 0 and v > 0]
-    return rng.choice(xs) if xs else None
+        return [x for x in range(2, cfg.max_factor + 1) if v * x <= cfg.max_value]
+    return [x for x in range(2, cfg.max_factor + 1) if v > 0 and v % x == 0]
 
 
 def _apply(op: str, a: int, b: int) -> int:
@@ -262,15 +262,18 @@ def _apply(op: str, a: int, b: int) -> int:
 
 def make_problem(rng: random.Random, cfg: TaskConfig) -> Problem:
     n_steps = rng.randint(cfg.min_steps, cfg.max_steps)
-    v = rng.randint(2, cfg.max_value)
-    start, chain = v, []
-    while len(chain) < n_steps:
-        op = rng.choice(cfg.ops)
-        x = _pick_operand(rng, op, v, cfg)
-        if x is None:
-            continue   # e.g. "/" on a prime; "+" or "-" always works (max_value >= 10)
-        chain.append((op, x, v, _apply(op, v, x)))
-        v = chain[-1][3]
+    chain = []
+    while len(chain) < n_steps:                     # restart on a dead end (e.g. only "+" and v at the maximum)
+        v = start = rng.randint(2, cfg.max_value)
+        chain = []
+        while len(chain) < n_steps:
+            choices = [op for op in cfg.ops if _operands(op, v, cfg)]
+            if not choices:
+                break
+            op = rng.choice(choices)
+            x = rng.choice(_operands(op, v, cfg))
+            chain.append((op, x, v, _apply(op, v, x)))
+            v = chain[-1][3]
     name, items = rng.choice(NAMES), rng.choice(ITEMS)
     p = PRONOUNS.get(name, "He")
     fill = dict(n=name, p=p, p_lower=p.lower(), i=items)

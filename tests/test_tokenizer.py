@@ -12,11 +12,11 @@ def tok():
 
 
 def test_digits_are_single_tokens_and_words_merge(tok):
-    ids = tok.encode("Mia has 1234 apples.\n12+5=<<12+5=17>>17")
+    ids = tok.encode("How many pens has 1234 people?\n12+5=<<12+5=17>>17")
     pieces = [tok.decode([i]) for i in ids]
     assert [p for p in pieces if any(c.isdigit() for c in p)] == list("1234" "125" "125" "17" "17")
-    assert " apples" in pieces and "Mia" in pieces
-    assert len(ids) < len("Mia has 1234 apples.\n12+5=<<12+5=17>>17") / 1.5
+    assert {" many", " pens", " has"} <= set(pieces) and "=<<" in pieces
+    assert len(ids) < len("How many pens has 1234 people?\n12+5=<<12+5=17>>17") / 1.5
 
 
 @pytest.mark.parametrize("text", ["", "plain", "héllo wörld 🌍🚀", "中文 العربية\t\n\r  x", EOT + " not special",
