@@ -11,7 +11,6 @@ fixed held-out set and count exact final answers.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import random
 import time
@@ -28,6 +27,7 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
 from nanoreason.tokenizer import Tokenizer
+from nanoreason.training import check_finite, cosine_lr, make_optimizer, pick_device
 
 
 @dataclass
@@ -86,10 +86,6 @@ RESUME_FIELDS = ("seed", "min_steps", "max_steps", "max_value", "max_factor", "o
                  "n_layer", "n_head", "n_embd", "block_size", "batch_size")
 
 
-def pick_device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def sft_batch(tok: Tokenizer, problems, block_size: int):
     """Right-padded (x, y) for next-token training; y = -1 on question tokens and padding (no loss there)."""
     rows = []
@@ -110,22 +106,6 @@ def sft_batch(tok: Tokenizer, problems, block_size: int):
 def sft_loss(model: GPT, x, y):
     logits = model(x)                                                  # (B, T, V)
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
-
-
-def lr_at(it: int, cfg: SFTConfig) -> float:
-    """Linear warmup, then cosine decay to min_lr."""
-    if it < cfg.warmup_iters:
-        return cfg.lr * (it + 1) / cfg.warmup_iters
-    t = min(1.0, (it - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters))
-    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * t)) * (cfg.lr - cfg.min_lr)
-
-
-def make_optimizer(model: GPT, lr: float, weight_decay: float):
-    """AdamW; weight decay on matrices only (nanoGPT)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
 
 
 def data(cfg: SFTConfig):
@@ -196,9 +176,10 @@ def train(cfg: SFTConfig) -> dict:
         if step % cfg.eval_interval == 0:
             acc = evaluate(step)
         for g in optimizer.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = cosine_lr(step, cfg.max_iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
         x, y = sft_batch(tok, train_batch(step), cfg.block_size)
         loss = sft_loss(model, x.to(device), y.to(device))
+        check_finite(loss, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

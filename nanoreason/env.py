@@ -1,0 +1,74 @@
+"""The reasoning MDP as a gym-style environment (after OpenR's CoTEnv).
+
+    state   the prompt plus the steps taken so far (text)
+    action  one reasoning step: a line of text (the newline is added by the env)
+    reward  per step: the weighted, shaped step reward of `rewards.compound_reward`; at termination also the
+            sequence reward (outcome, format)
+    end     terminated at the `#### N` answer line or when the action contains end-of-text;
+            truncated after `max_steps` steps or `max_tokens` tokens
+
+The trainers work on tokens rather than lines, but with the same definitions: a step is a line before `####`, and
+its reward lands on the token that ends the line (`rewards.step_end_tokens`); tests/test_env.py checks they agree.
+"""
+from __future__ import annotations
+
+from nanoreason.evaluate import prompt_text
+from nanoreason.rewards import compound_reward
+from nanoreason.tasks import Problem
+from nanoreason.tokenizer import EOT
+
+
+class CoTEnv:
+    def __init__(self, problem: Problem, weights: dict[str, float], shaping: str = "none", max_steps: int = 8,
+                 max_tokens: int | None = None, tokenizer=None):
+        self.problem, self.weights, self.shaping = problem, weights, shaping
+        self.max_steps, self.max_tokens, self.tok = max_steps, max_tokens, tokenizer
+        self.reset()
+
+    def reset(self) -> str:
+        self.lines, self.done, self.paid = [], False, []
+        return self.state
+
+    @property
+    def state(self) -> str:
+        return prompt_text(self.problem.question) + "\n".join(self.lines)
+
+    @property
+    def completion(self) -> str:
+        return "\n".join(self.lines)
+
+    def step(self, action: str):
+        if self.done:
+            raise RuntimeError("step() after the episode ended; call reset()")
+        eot = EOT in action
+        self.lines.append(action.split(EOT)[0].rstrip("\n"))
+        seq, steps = compound_reward(self.problem, self.completion, self.weights, self.shaping)
+        # step rewards of a prefix can change only for the newest step (verdicts depend on earlier steps only),
+        # except under delta shaping, whose r_k needs r_{k+1}: pay the difference to what was already paid
+        new = steps[len(self.paid):]
+        reward = sum(new) + sum(s - p for s, p in zip(steps, self.paid))
+        self.paid = steps
+        terminated = eot or action.strip().startswith("####")
+        n_tokens = len(self.tok.encode(self.completion)) if (self.tok and self.max_tokens) else 0
+        truncated = not terminated and (len(self.lines) >= self.max_steps or
+                                        (self.max_tokens is not None and n_tokens >= self.max_tokens))
+        if terminated or truncated:
+            reward += seq
+            self.done = True
+        return self.state, reward, terminated, truncated, {"step_rewards": steps, "sequence_reward": seq}
+
+
+class BatchedCoTEnv:
+    """Many CoTEnvs stepped together; finished ones ignore their actions and return reward 0."""
+
+    def __init__(self, problems, **kw):
+        self.envs = [CoTEnv(p, **kw) for p in problems]
+
+    def reset(self) -> list[str]:
+        return [e.reset() for e in self.envs]
+
+    def step(self, actions: list[str]):
+        out = []
+        for e, a in zip(self.envs, actions):
+            out.append((e.state, 0.0, True, False, {}) if e.done else e.step(a))
+        return tuple(list(x) for x in zip(*out))

@@ -1,0 +1,153 @@
+"""The RL math, as pure functions on right-padded (B, T) tensors. `mask` is 1 on response tokens, 0 on padding.
+
+Each function has its equation on one line and the paper it comes from; tests/test_rl.py checks each one against a
+slow loop or a case worked by hand. Conventions follow CleanRL / TRL / verl (see README "PPO").
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Masked statistics
+
+def masked_sum(x, mask, dim=None):
+    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+
+
+def masked_mean(x, mask, dim=None):
+    """sum(x * m) / sum(m) (over everything, or along `dim`); 0 where the mask is empty."""
+    return masked_sum(x, mask, dim) / mask.sum(dim).clamp(min=1) if dim is not None else \
+        masked_sum(x, mask) / mask.sum().clamp(min=1)
+
+
+def masked_var(x, mask):
+    """Unbiased variance of the masked entries."""
+    mean = masked_mean(x, mask)
+    n = mask.sum()
+    return masked_sum((x - mean) ** 2, mask) / (n - 1).clamp(min=1)
+
+
+def masked_whiten(x, mask, shift_mean: bool = True, eps: float = 1e-8):
+    """(x - mean) / std over the masked entries; padding comes out 0."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Log-probabilities, entropy
+
+def token_logprobs(logits, targets, temperature: float = 1.0):
+    """log softmax(logits / T)[target] per position: (B, T, V), (B, T) -> (B, T) in fp32."""
+    logp = F.log_softmax(logits.float() / temperature, dim=-1)
+    return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits, temperature: float = 1.0):
+    """H = -sum_v p_v log p_v per position: (B, T, V) -> (B, T)."""
+    logp = F.log_softmax(logits.float() / temperature, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Advantages
+
+def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):
+    """Generalized Advantage Estimation (Schulman et al. 2016), right-padded (B, T); value after the last token = 0.
+    delta_t = r_t + gamma * V_{t+1} - V_t ;  A_t = delta_t + gamma * lam * A_{t+1} ;  returns R_t = A_t + V_t."""
+    B, T = rewards.shape
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
+    next_adv = torch.zeros_like(next_value)
+    for t in reversed(range(T)):
+        m = mask[:, t]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        adv = delta + gamma * lam * next_adv
+        advantages[:, t] = adv * m
+        next_value = torch.where(m.bool(), values[:, t], next_value)   # padding is skipped, not a state
+        next_adv = torch.where(m.bool(), adv, next_adv)
+    return advantages, (advantages + values) * mask
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KL between the policy and the frozen reference, per token (Schulman's "Approximating KL divergence", 2020)
+
+def kl_estimate(logp, ref_logp, kind: str = "k1"):
+    """Per-token estimate of KL(pi || ref) from sampled tokens, with l = ref_logp - logp:
+    k1 = -l (unbiased, can be negative) ; k2 = l^2 / 2 ; k3 = e^l - l - 1 (unbiased, always >= 0)."""
+    l = ref_logp - logp
+    if kind == "k1":
+        return -l
+    if kind == "k2":
+        return 0.5 * l ** 2
+    if kind == "k3":
+        return torch.exp(l) - l - 1
+    raise ValueError(f"unknown KL estimator {kind!r}; use k1, k2 or k3")
+
+
+def kl_penalty_rewards(score, logp, ref_logp, mask, beta: float, kind: str = "k1"):
+    """Classic RLHF reward (Ziegler et al. 2019; Stiennon et al. 2020): r_t = -beta * KL_t, and the sequence score is
+    added on the last response token. score (B,) or per-token (B, T); returns (B, T)."""
+    r = -beta * kl_estimate(logp, ref_logp, kind) * mask
+    if score.dim() == 1:
+        last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & mask.bool()      # one-hot on the last valid token
+        return r + last * score[:, None]
+    return r + score * mask
+
+
+def kl_loss(logp, ref_logp, mask, kind: str = "k3"):
+    """KL as a loss term instead of a reward (GRPO, Shao et al. 2024): masked_mean(KL_t)."""
+    return masked_mean(kl_estimate(logp, ref_logp, kind), mask)
+
+
+class AdaptiveKLController:
+    """Ziegler et al. 2019: beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n_steps / horizon)."""
+
+    def __init__(self, init_beta: float, target: float, horizon: int = 10000):
+        self.beta, self.target, self.horizon = init_beta, target, horizon
+
+    def update(self, kl: float, n_steps: int) -> float:
+        error = max(-0.2, min(0.2, kl / self.target - 1))
+        self.beta *= 1 + error * n_steps / self.horizon
+        return self.beta
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PPO losses (Schulman et al. 2017)
+
+def ppo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 0.2, dual_clip: float | None = None):
+    """L = masked_mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps))), r = exp(logp - old_logp).
+    Dual clip (Ye et al. 2020): for A < 0 the loss is also capped at -A * c. Returns (loss, clip_fraction)."""
+    ratio = torch.exp(logp - old_logp)
+    loss1 = -advantages * ratio
+    loss2 = -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps)
+    loss = torch.max(loss1, loss2)
+    if dual_clip is not None:
+        loss = torch.where(advantages < 0, torch.min(loss, -advantages * dual_clip), loss)
+    clipfrac = masked_mean((loss2 > loss1).float(), mask)
+    return masked_mean(loss, mask), clipfrac
+
+
+def value_loss(values, old_values, returns, mask, clip_eps: float | None = 0.2):
+    """0.5 * masked_mean(max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2))."""
+    loss = (values - returns) ** 2
+    if clip_eps is not None:
+        clipped = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
+        loss = torch.max(loss, (clipped - returns) ** 2)
+    return 0.5 * masked_mean(loss, mask)
+
+
+def approx_kl(logp, old_logp, mask):
+    """Diagnostic: masked_mean(k3) between the updated and the sampling policy (how far an update moved)."""
+    return masked_mean(kl_estimate(logp, old_logp, "k3"), mask)
+
+
+def explained_variance(values, returns, mask):
+    """1 - Var(R - V) / Var(R): 1 = the critic predicts returns perfectly, 0 = no better than a constant."""
+    var_r = masked_var(returns, mask)
+    return 1 - masked_var(returns - values, mask) / var_r.clamp(min=1e-8)

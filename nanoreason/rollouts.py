@@ -1,0 +1,66 @@
+"""Rollouts for the RL trainers: sample completions, score them, and re-run the model over them.
+
+    batch = collect(policy, tok, problems, weights, ...)    # sample + decode + rewards on tokens
+    logp, entropy, h = completion_forward(model, batch.ids, batch.mask, batch.P)   # (B, T) each, h (B, T, C)
+
+Token t of a completion is predicted by the hidden state at sequence position P-1+t (P = padded prompt length),
+so the log-prob, the entropy and the value of "state before token t" all come from h[:, P-1+t].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nanoreason.evaluate import prompt_text
+from nanoreason.model import GPT
+from nanoreason.rewards import compound_reward, format_reward, outcome_reward, step_end_tokens, token_rewards
+from nanoreason.rl import entropy_from_logits, token_logprobs
+from nanoreason.sampling import Rollout, generate
+from nanoreason.tasks import split_steps
+from nanoreason.tokenizer import Tokenizer
+
+
+@dataclass
+class Batch:
+    rollout: Rollout
+    ids: torch.Tensor           # (B, P+T) prompt + completion
+    mask: torch.Tensor          # (B, P+T) attention mask
+    P: int                      # padded prompt length
+    completion_mask: torch.Tensor   # (B, T) float
+    scores: torch.Tensor        # (B, T) task rewards placed on tokens (steps on step ends, sequence on last token)
+    correct: torch.Tensor       # (B,) outcome 0/1
+    formatted: torch.Tensor     # (B,) format 0/1
+    n_steps: torch.Tensor       # (B,) reasoning lines
+    texts: list
+
+
+@torch.no_grad()
+def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str = "none", max_new_tokens: int = 64,
+            temperature: float = 1.0, generator=None) -> Batch:
+    prompts = [tok.encode(prompt_text(p.question)) for p in problems]
+    r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator)
+    ids, mask = r.sequences()
+    T = r.completion.shape[1]
+    scores, texts = torch.zeros(len(problems), T), []
+    for i, (p, comp) in enumerate(zip(problems, r.completion_ids())):
+        body = comp[:-1] if comp and comp[-1] == tok.eot_id else comp      # the text without its end-of-text
+        text = tok.decode(body)
+        seq, steps = compound_reward(p, text, weights, shaping)
+        ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body]) if steps else []
+        scores[i, :len(comp)] = token_rewards(seq, steps, ends, len(comp))
+        texts.append(text)
+    dev = ids.device
+    return Batch(r, ids, mask, r.prompt.shape[1], r.completion_mask.float(), scores.to(dev),
+                 torch.tensor([outcome_reward(p, t) for p, t in zip(problems, texts)], device=dev),
+                 torch.tensor([format_reward(t) for t in texts], device=dev),
+                 torch.tensor([float(len(split_steps(t))) for t in texts], device=dev), texts)
+
+
+def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, with_entropy: bool = True):
+    """(log-probs (B, T), entropy (B, T) or None, hidden states (B, T, C)) of the completion tokens ids[:, P:]."""
+    h = model.hidden(ids[:, :-1], mask[:, :-1])[:, P - 1:]             # (B, T, C)
+    logits = model.lm_head(h)                                          # (B, T, V)
+    logp = token_logprobs(logits, ids[:, P:], temperature)
+    ent = entropy_from_logits(logits, temperature) if with_entropy else None
+    return logp, ent, h

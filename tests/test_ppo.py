@@ -1,0 +1,112 @@
+"""PPO end to end: a toy reward goes up fast; the script's bad input and NaN handling are clear."""
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train_ppo
+import train_sft
+from nanoreason.model import GPT, GPTConfig
+from nanoreason.rollouts import Batch
+from nanoreason.sampling import generate
+from train_ppo import PPOConfig, advantages, ppo_update
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_ppo_raises_a_toy_reward():
+    """Reward 1 if the first generated token is one of 30 'good' tokens (10% of a random policy's mass)."""
+    torch.manual_seed(0)
+    policy = GPT(GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=32))
+    ref = copy.deepcopy(policy).requires_grad_(False)
+    cfg = PPOConfig(batch_size=64, minibatch_size=32, ppo_epochs=2, kl_coef=0.01)
+    params = list(policy.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    prompts = [torch.randint(0, 299, (3,)).tolist() for _ in range(64)]
+    history = []
+    for it in range(25):
+        r = generate(policy, prompts, 4, eot_id=299, temperature=1.0)
+        ids, mask = r.sequences()
+        m = r.completion_mask.float()
+        reward = (r.completion[:, 0] < 30).float()
+        scores = torch.zeros_like(m)
+        scores[torch.arange(64), m.sum(1).long() - 1] = reward          # the score on the last token
+        b = Batch(r, ids, mask, r.prompt.shape[1], m, scores, reward, reward, reward, [])
+        old_logp, old_values, adv, ret, kl = advantages(policy, ref, policy, b, cfg.kl_coef, cfg, 1.0)
+        stats = ppo_update(policy, policy, opt, params, b, old_logp, old_values, adv, ret, cfg, 1.0, 0.0, it)
+        history.append(reward.mean().item())
+        assert all(torch.isfinite(torch.tensor(stats)))
+    assert sum(history[:3]) / 3 < 0.25 and sum(history[-3:]) / 3 > 0.8, history
+
+
+TINY_SFT = ["--min_steps=1", "--max_steps=1", "--ops=+-", "--vocab_size=300", "--n_layer=1", "--n_head=2",
+            "--n_embd=32", "--block_size=96", "--eval_problems=16", "--max_new_tokens=24", "--max_iters=4",
+            "--eval_interval=4"]
+
+
+@pytest.fixture(scope="module")
+def sft_ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sft")
+    r = subprocess.run([sys.executable, "train_sft.py", f"--out_dir={d}", *TINY_SFT], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return str(d / "ckpt.pt")
+
+
+def run_ppo(*args):
+    return subprocess.run([sys.executable, "train_ppo.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_ppo_script_runs_resumes_and_writes_its_outputs(sft_ckpt, tmp_path):
+    common = [f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--batch_size=8", "--minibatch_size=4",
+              "--max_new_tokens=16", "--eval_problems=16", "--eval_interval=2"]
+    r = run_ppo(*common, "--iters=2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_ppo(*common, "--iters=4", "--resume")
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr[-2000:]
+    s = json.load(open(tmp_path / "summary.json"))
+    assert s["iters"] == 4 and s["eval_problems"] == 16 and {"accuracy_before", "accuracy_after"} <= set(s)
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in rows if "kl" in r] == [1, 2, 3, 4]        # the log survived the resume
+    assert (tmp_path / "ppo.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rewards=correctness=1"], "unknown reward 'correctness'"),
+    (["--rewards=outcome=lots"], "reward weight for 'outcome' must be a number"),
+    (["--kl_coef=-0.1"], "kl_coef must be >= 0"),
+    (["--shaping=square"], "unknown shaping"),
+    (["--critic=both"], "critic must be 'shared' or 'separate'"),
+])
+def test_bad_input_is_one_clear_line(args, message):
+    r = run_ppo(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_mismatched_tokenizer_is_named(sft_ckpt, tmp_path):
+    ck = torch.load(sft_ckpt, weights_only=True)
+    ck["tokenizer"]["specials"] = ck["tokenizer"]["specials"][:1]          # a tokenizer with fewer tokens
+    torch.save(ck, tmp_path / "bad.pt")
+    r = run_ppo(f"--sft_ckpt={tmp_path / 'bad.pt'}", f"--out_dir={tmp_path}/o")
+    assert r.returncode == 2 and "tokenizer does not match" in r.stderr, r.stderr
+
+
+def test_nan_stops_with_the_step_and_keeps_the_last_checkpoint(sft_ckpt, tmp_path, monkeypatch):
+    cfg = PPOConfig(sft_ckpt=sft_ckpt, out_dir=str(tmp_path), iters=4, batch_size=8, minibatch_size=8,
+                    max_new_tokens=16, eval_problems=16, eval_interval=2)
+    real = train_ppo.rl.ppo_policy_loss
+    calls = []
+
+    def poisoned(*a, **k):
+        calls.append(1)
+        loss, cf = real(*a, **k)
+        return (loss * float("nan"), cf) if len(calls) > 4 else (loss, cf)    # iterations 1-2 fine, then NaN
+    monkeypatch.setattr(train_ppo.rl, "ppo_policy_loss", poisoned)
+    with pytest.raises(train_ppo.NonFiniteLoss, match="at step 2"):
+        train_ppo.train(cfg)
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 2

@@ -1,0 +1,147 @@
+"""Every RL function against a slow, obviously-correct reference or a case worked by hand."""
+import math
+
+import pytest
+import torch
+
+from nanoreason import rl
+
+torch.manual_seed(0)
+
+
+def slow_gae(rewards, values, mask, gamma, lam):
+    """One row at a time, over the valid tokens only, straight from the definition."""
+    A, R = torch.zeros_like(rewards), torch.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        idx = [t for t in range(rewards.shape[1]) if mask[b, t]]
+        for j, t in enumerate(idx):
+            adv = 0.0
+            for k, u in enumerate(idx[j:]):
+                v_next = values[b, idx[j + k + 1]] if j + k + 1 < len(idx) else 0.0
+                delta = rewards[b, u] + gamma * v_next - values[b, u]
+                adv += (gamma * lam) ** k * delta
+            A[b, t], R[b, t] = adv, adv + values[b, t]
+    return A, R
+
+
+def test_gae_by_hand():
+    # T=3, gamma=1, lam=1: A_t = sum of future rewards - V_t (Monte-Carlo return minus baseline)
+    r = torch.tensor([[0.0, 0.0, 1.0]])
+    v = torch.tensor([[0.5, 0.6, 0.7]])
+    m = torch.ones(1, 3)
+    A, R = rl.gae(r, v, m, gamma=1.0, lam=1.0)
+    torch.testing.assert_close(A, torch.tensor([[0.5, 0.4, 0.3]]))
+    torch.testing.assert_close(R, torch.tensor([[1.0, 1.0, 1.0]]))
+    # lam=0: one-step TD errors delta_t = r_t + V_{t+1} - V_t, with V after the last token = 0
+    A, _ = rl.gae(r, v, m, gamma=1.0, lam=0.0)
+    torch.testing.assert_close(A, torch.tensor([[0.1, 0.1, 0.3]]))
+
+
+@pytest.mark.parametrize("gamma, lam", [(1.0, 0.95), (0.99, 0.95), (0.9, 0.5)])
+def test_gae_matches_slow_reference_with_padding(gamma, lam):
+    r, v = torch.randn(4, 9), torch.randn(4, 9)
+    m = torch.ones(4, 9)
+    m[0, 6:] = 0
+    m[1, 1:] = 0
+    m[2, :] = 0
+    A, R = rl.gae(r, v, m, gamma, lam)
+    A_ref, R_ref = slow_gae(r, v, m, gamma, lam)
+    torch.testing.assert_close(A, A_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(R, R_ref, atol=1e-5, rtol=1e-5)
+    assert (A[m == 0] == 0).all()
+
+
+def test_masked_statistics():
+    x = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, -50.0]])
+    m = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    assert rl.masked_mean(x, m).item() == 2.5
+    torch.testing.assert_close(rl.masked_mean(x, m, 1), torch.tensor([1.5, 3.5]))
+    assert math.isclose(rl.masked_var(x, m).item(), torch.tensor([1.0, 2.0, 3.0, 4.0]).var().item(), rel_tol=1e-6)
+    w = rl.masked_whiten(x, m)
+    assert abs(rl.masked_mean(w, m).item()) < 1e-6 and abs(rl.masked_var(w, m).item() - 1) < 1e-4
+    assert (w[m == 0] == 0).all()
+
+
+def test_kl_estimators_by_hand_and_unbiased():
+    logp, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
+    l = math.log(0.25) - math.log(0.5)
+    assert math.isclose(rl.kl_estimate(logp, ref, "k1").item(), -l, rel_tol=1e-6)
+    assert math.isclose(rl.kl_estimate(logp, ref, "k2").item(), 0.5 * l * l, rel_tol=1e-6)
+    assert math.isclose(rl.kl_estimate(logp, ref, "k3").item(), math.exp(l) - l - 1, rel_tol=1e-6)
+    # Monte-Carlo: k1 and k3 are unbiased estimates of KL(p || q) for x ~ p
+    p = torch.tensor([0.6, 0.3, 0.1])
+    q = torch.tensor([0.2, 0.5, 0.3])
+    true = (p * (p / q).log()).sum().item()
+    x = torch.multinomial(p, 400_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    for kind in ("k1", "k3"):
+        est = rl.kl_estimate(p.log()[x], q.log()[x], kind).mean().item()
+        assert abs(est - true) < 0.01, (kind, est, true)
+    assert (rl.kl_estimate(p.log()[x], q.log()[x], "k3") >= 0).all()
+    with pytest.raises(ValueError, match="unknown KL estimator"):
+        rl.kl_estimate(logp, ref, "k4")
+
+
+def test_kl_penalty_rewards_put_the_score_on_the_last_token():
+    logp = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0]])
+    ref = torch.tensor([[-1.5, -1.0, -0.5], [-2.0, -2.0, -2.0]])
+    m = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    r = rl.kl_penalty_rewards(torch.tensor([1.0, 2.0]), logp, ref, m, beta=0.1)
+    torch.testing.assert_close(r, torch.tensor([[-0.05, 0.0, 0.05 + 1.0], [-0.1 + 2.0, 0.0, 0.0]]))
+    assert rl.kl_loss(logp, logp, m).item() == 0
+
+
+def test_adaptive_kl_controller():
+    c = rl.AdaptiveKLController(0.1, target=1.0, horizon=100)
+    assert math.isclose(c.update(kl=3.0, n_steps=10), 0.1 * (1 + 0.2 * 10 / 100))     # error clipped at +0.2
+    assert math.isclose(c.update(kl=0.9, n_steps=10), 0.1 * 1.02 * (1 - 0.1 * 10 / 100))
+
+
+def slow_ppo_loss(logp, old, adv, eps, dual):
+    out = []
+    for lp, o, a in zip(logp.tolist(), old.tolist(), adv.tolist()):
+        r = math.exp(lp - o)
+        l = max(-a * r, -a * min(max(r, 1 - eps), 1 + eps))
+        if dual is not None and a < 0:
+            l = min(l, -a * dual)
+        out.append(l)
+    return sum(out) / len(out)
+
+
+@pytest.mark.parametrize("dual", [None, 3.0])
+def test_ppo_policy_loss_matches_reference(dual):
+    logp, old, adv = torch.randn(50) * 0.5 - 1, torch.randn(50) * 0.5 - 1, torch.randn(50) * 2
+    adv[0], logp[0], old[0] = -2.0, 1.5, -1.0       # ratio e^2.5 with A < 0: the dual clip's case
+    loss, clipfrac = rl.ppo_policy_loss(logp[None], old[None], adv[None], torch.ones(1, 50), 0.2, dual)
+    assert math.isclose(loss.item(), slow_ppo_loss(logp, old, adv, 0.2, dual), rel_tol=1e-5)
+    assert 0 < clipfrac.item() < 1
+
+
+def test_ppo_loss_gradient_vanishes_outside_the_trust_region():
+    logp = torch.tensor([[0.5, 0.5]], requires_grad=True)      # ratio e^0.5 > 1.2
+    loss, _ = rl.ppo_policy_loss(logp, torch.zeros(1, 2), torch.tensor([[1.0, -1.0]]), torch.ones(1, 2))
+    loss.backward()
+    assert logp.grad[0, 0] == 0 and logp.grad[0, 1] != 0      # A>0 clipped; A<0 still pushed down
+
+
+def test_value_loss_by_hand():
+    v, old, ret = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    m = torch.ones(1, 2)
+    # token 0: max((1-0)^2, (0+0.2-0)^2) = 1; token 1: max((0-1)^2, (0-1)^2) = 1 -> 0.5 * mean = 0.5
+    assert rl.value_loss(v, old, ret, m, 0.2).item() == 0.5
+    assert rl.value_loss(v, old, ret, m, None).item() == 0.5
+    v = torch.tensor([[0.5, 0.0]])  # unclipped (0.5)^2=0.25, clipped (0.2)^2=0.04 -> max 0.25 ; token 1: 1
+    assert math.isclose(rl.value_loss(v, old, ret, m, 0.2).item(), 0.5 * (0.25 + 1) / 2)
+
+
+def test_logprobs_entropy_and_diagnostics():
+    logits = torch.randn(2, 3, 7)
+    tgt = torch.randint(0, 7, (2, 3))
+    ref = torch.log_softmax(logits.double() / 0.7, -1).gather(-1, tgt[..., None]).squeeze(-1)
+    torch.testing.assert_close(rl.token_logprobs(logits, tgt, 0.7).double(), ref, atol=1e-5, rtol=1e-5)
+    p = torch.softmax(logits.double(), -1)
+    torch.testing.assert_close(rl.entropy_from_logits(logits).double(), -(p * p.log()).sum(-1), atol=1e-5, rtol=1e-5)
+    m = torch.ones(2, 3)
+    assert rl.approx_kl(ref, ref, m).item() == 0
+    ret = torch.randn(2, 3)
+    assert math.isclose(rl.explained_variance(ret, ret, m).item(), 1.0)
+    assert abs(rl.explained_variance(torch.zeros(2, 3) + ret.mean(), ret, m).item()) < 1e-5

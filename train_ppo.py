@@ -1,0 +1,265 @@
+"""Stage 2 — PPO with a critic, GAE and a KL penalty: the main job.
+
+    python train_ppo.py                  # from out/sft/ckpt.pt (trained first if missing); writes out/ppo/
+    python train_ppo.py --critic=separate --kl_coef=0.05 --rewards=outcome=1,format=0.1
+    python train_ppo.py --resume
+
+One iteration (Ouyang et al. 2022 / Ziegler et al. 2019 recipe, CleanRL-style loop):
+  1. sample a completion for each of `batch_size` fresh training problems (temperature schedule);
+  2. score it: task rewards on tokens (outcome on the last token, optional step rewards on step ends),
+     minus beta * KL(policy || SFT reference) on every token;
+  3. GAE(gamma, lambda) with the critic's values -> advantages (whitened) and returns;
+  4. `ppo_epochs` passes over minibatches: clipped policy loss + vf_coef * clipped value loss - ent_coef * entropy.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from nanoreason import rl
+from nanoreason.checkpoint import load_checkpoint, load_model, restore_rng, save_checkpoint
+from nanoreason.config import ConfigError, check, parse_args, run_main
+from nanoreason.evaluate import accuracy
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.rewards import SHAPINGS, parse_weights
+from nanoreason.rollouts import collect, completion_forward
+from nanoreason.tasks import TaskConfig, generate, stream
+from nanoreason.training import NonFiniteLoss, check_finite, linear, pick_device  # noqa: F401
+
+
+@dataclass
+class PPOConfig:
+    out_dir: str = "out/ppo"
+    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    seed: int = 0
+    # rewards
+    rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (e.g. "outcome=1,steps=0.2")
+    shaping: str = "none"                 # step-reward shaping: none, clip, delta, clip+delta (Gao et al. 2024)
+    # rollouts
+    iters: int = 150
+    batch_size: int = 64                  # completions per iteration
+    max_new_tokens: int = 64
+    temperature: float = 0.7              # linear schedule temperature -> temperature_end; < 1 focuses
+    temperature_end: float = 0.7          # the failures on contested tokens rather than on the sampled tail
+    # PPO
+    ppo_epochs: int = 2
+    minibatch_size: int = 32
+    lr: float = 3e-5                      # small: Adam's first steps move every weight by ~lr
+    critic_lr: float = 1e-4               # the value head starts from scratch and must learn faster
+    warmup_iters: int = 5                 # linear lr warmup: Adam's first steps are +-lr on every weight
+    clip_eps: float = 0.2
+    dual_clip: float = 0.0                # 0 = off; e.g. 3.0 (Ye et al. 2020)
+    critic: str = "shared"                # shared: value head on the policy's trunk; separate: its own GPT copy
+    vf_coef: float = 0.5
+    value_clip: float = 0.2
+    ent_coef: float = 0.0                 # linear schedule ent_coef -> ent_coef_end
+    ent_coef_end: float = 0.0
+    gamma: float = 1.0
+    lam: float = 1.0                      # 1 = Monte-Carlo returns minus V (robust to a young critic)
+    kl_coef: float = 0.02                 # beta of the per-token KL penalty
+    kl_estimator: str = "k1"
+    kl_target: float = 0.0                # > 0: adapt beta towards this KL per sequence (Ziegler et al. 2019)
+    grad_clip: float = 1.0
+    # evaluation, logging
+    eval_interval: int = 25
+    eval_problems: int = 256
+    show_samples: int = 2                 # completions printed at each evaluation
+    resume: bool = False
+    device: str = "auto"
+
+    def __post_init__(self):
+        self.weights = parse_weights(self.rewards)
+        check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
+        check(self.critic in ("shared", "separate"), f"critic must be 'shared' or 'separate', got {self.critic!r}")
+        check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+        check(self.kl_estimator in ("k1", "k2", "k3"), f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
+        check(self.kl_target >= 0, f"kl_target must be >= 0, got {self.kl_target}")
+        check(self.iters > 0 and self.batch_size > 0 and self.ppo_epochs > 0 and self.warmup_iters > 0,
+              "iters, batch_size, ppo_epochs and warmup_iters must be > 0")
+        check(0 < self.minibatch_size <= self.batch_size,
+              f"minibatch_size must be in [1, batch_size={self.batch_size}], got {self.minibatch_size}")
+        check(self.temperature > 0 and self.temperature_end > 0, "temperatures must be > 0")
+        check(self.lr > 0 and self.critic_lr > 0, f"lr and critic_lr must be > 0, got {self.lr}, {self.critic_lr}")
+        check(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "gamma and lam must be in [0, 1]")
+        check(self.clip_eps > 0, f"clip_eps must be > 0, got {self.clip_eps}")
+
+
+def load_start(cfg: PPOConfig, device):
+    """The SFT policy (training it first if the checkpoint is missing), checked for consistency."""
+    if not os.path.exists(cfg.sft_ckpt):
+        from train_sft import SFTConfig, train
+        print(f"no SFT checkpoint at {cfg.sft_ckpt}: training one first with the default SFT config")
+        train(SFTConfig(out_dir=os.path.dirname(cfg.sft_ckpt) or "."))
+    policy, tok, ckpt = load_model(cfg.sft_ckpt, kind="policy", device=device)
+    if tok.n_vocab != policy.cfg.vocab_size:
+        raise ConfigError(f"{cfg.sft_ckpt}: its tokenizer has {tok.n_vocab} tokens but its model expects "
+                          f"{policy.cfg.vocab_size}: the tokenizer does not match the model")
+    sft = ckpt.get("config", {})
+    task = TaskConfig(*(sft.get(k, d) for k, d in (("min_steps", 2), ("max_steps", 3), ("max_value", 30),
+                                                    ("max_factor", 5), ("ops", "+-*/"))))
+    return policy, tok, task, sft.get("seed", 0)
+
+
+@torch.no_grad()
+def advantages(policy, ref, critic, b, beta: float, cfg: PPOConfig, temp: float):
+    """Steps 2-3: per-token rewards (task scores - beta * KL to the reference), then GAE with the critic's values.
+    Returns old log-probs, old values, whitened advantages, returns (all (B, T)) and the mean KL per answer."""
+    m = b.completion_mask
+    old_logp, _, h = completion_forward(policy, b.ids, b.mask, b.P, temp, with_entropy=False)
+    ref_logp, _, _ = completion_forward(ref, b.ids, b.mask, b.P, temp, with_entropy=False)
+    hv = h if critic is policy else completion_forward(critic, b.ids, b.mask, b.P, temp, with_entropy=False)[2]
+    old_values = critic.values(hv) * m
+    rewards = rl.kl_penalty_rewards(b.scores, old_logp, ref_logp, m, beta, cfg.kl_estimator)
+    adv, returns = rl.gae(rewards, old_values, m, cfg.gamma, cfg.lam)
+    kl_seq = rl.masked_sum(rl.kl_estimate(old_logp, ref_logp, "k1"), m, 1).mean().item()
+    return old_logp, old_values, rl.masked_whiten(adv, m), returns, kl_seq
+
+
+def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, returns, cfg: PPOConfig,
+               temp: float, ent_coef: float, it: int) -> list[float]:
+    """`ppo_epochs` passes over shuffled minibatches of the rollout batch `b`; returns the mean of
+    [policy loss, value loss, entropy, clip fraction, approx KL, explained variance]."""
+    policy.train()
+    critic.train()
+    stats, m, n = [], b.completion_mask, b.ids.shape[0]
+    for _ in range(cfg.ppo_epochs):
+        for idx in torch.randperm(n).split(cfg.minibatch_size):
+            mm = m[idx]
+            logp, ent, h = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
+            hv = h if critic is policy else completion_forward(critic, b.ids[idx], b.mask[idx], b.P, temp, False)[2]
+            values = critic.values(hv)
+            pg_loss, clipfrac = rl.ppo_policy_loss(logp, old_logp[idx], adv[idx], mm, cfg.clip_eps, cfg.dual_clip or None)
+            v_loss = rl.value_loss(values, old_values[idx], returns[idx], mm, cfg.value_clip or None)
+            entropy = rl.masked_mean(ent, mm)
+            loss = pg_loss + cfg.vf_coef * v_loss - ent_coef * entropy
+            check_finite(loss, it, "PPO loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            stats.append([pg_loss.item(), v_loss.item(), entropy.item(), clipfrac.item(),
+                          rl.approx_kl(logp.detach(), old_logp[idx], mm).item(),
+                          rl.explained_variance(values.detach(), returns[idx], mm).item()])
+    return torch.tensor(stats).mean(0).tolist()
+
+
+def train(cfg: PPOConfig) -> dict:
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+
+    # ---- build: policy (+ value head), frozen reference, critic, optimizer
+    policy, tok, task, task_seed = load_start(cfg, device)
+    ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    critic = policy if cfg.critic == "shared" else copy.deepcopy(policy)
+    critic_params = list(critic.value_head.parameters()) if critic is policy else list(critic.parameters())
+    ids = {id(p) for p in critic_params}
+    policy_params = [p for p in policy.parameters() if id(p) not in ids]
+    params = policy_params + critic_params
+    optimizer = torch.optim.AdamW([{"params": policy_params, "lr": cfg.lr}, {"params": critic_params, "lr": cfg.critic_lr}],
+                                  betas=(0.9, 0.95), weight_decay=0.0)
+    kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
+    beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
+    test = generate(cfg.eval_problems, "test", task_seed, task)
+
+    if cfg.resume:
+        ck = load_checkpoint(ckpt_path, kind="policy")
+        if ck["tokenizer"] != tok.to_dict():
+            raise ConfigError(f"{ckpt_path}: made from an SFT checkpoint with a different tokenizer than {cfg.sft_ckpt}")
+        if ck["extra"].get("critic") != cfg.critic:
+            raise ConfigError(f"{ckpt_path}: made with critic={ck['extra'].get('critic')!r}, "
+                              f"but this run asks for critic={cfg.critic!r}")
+        policy.load_state_dict(ck["model"])
+        if critic is not policy:
+            critic.load_state_dict(ck["extra"]["critic_model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        restore_rng(ck)
+        start, beta = ck["step"], ck["extra"]["beta"]
+        wall_before, acc_before = ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
+        if kl_ctl:
+            kl_ctl.beta = beta
+        print(f"resuming from {ckpt_path} at iteration {start}")
+    elif os.path.exists(ckpt_path):
+        os.replace(ckpt_path, ckpt_path + ".prev")
+        print(f"moved the existing {ckpt_path} to {ckpt_path}.prev")
+    print(f"policy {policy.num_params() / 1e6:.2f}M params; critic: {cfg.critic}; device {device}")
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
+
+    def evaluate(it):
+        acc, completions = accuracy(policy, tok, test)
+        log.log(step=it, accuracy=acc, wall=wall_before + time.time() - t0)
+        shown = "".join(f"\n  Q: {p.question}\n  A: {c!r}" for p, c in zip(test[:cfg.show_samples], completions))
+        tqdm.write(f"iter {it}: held-out greedy accuracy {acc:.1%} on {len(test)} problems{shown}")
+        return acc
+
+    def save(it, acc_before):
+        extra = {"wall_seconds": wall_before + time.time() - t0, "beta": beta, "critic": cfg.critic,
+                 "accuracy_before": acc_before}
+        if critic is not policy:
+            extra["critic_model"] = critic.state_dict()
+        save_checkpoint(ckpt_path, policy, tok, optimizer, it, cfg, extra=extra)
+
+    if acc_before is None:
+        acc_before = evaluate(0)
+    acc = acc_before
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="ppo")
+    for it in bar:
+        frac = it / max(1, cfg.iters - 1)
+        temp = linear(cfg.temperature, cfg.temperature_end, frac)
+        ent_coef = linear(cfg.ent_coef, cfg.ent_coef_end, frac)
+        for g, base in zip(optimizer.param_groups, (cfg.lr, cfg.critic_lr)):
+            g["lr"] = base * min(1.0, (it + 1) / cfg.warmup_iters)
+        torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
+
+        # ---- 1. rollouts
+        problems_it = stream("train", seed=cfg.seed * 1_000_003 + it, cfg=task)
+        problems = [next(problems_it) for _ in range(cfg.batch_size)]
+        policy.eval()
+        b = collect(policy, tok, problems, cfg.weights, cfg.shaping, cfg.max_new_tokens, temp, gen)
+        m = b.completion_mask
+        # ---- 2-3. rewards with the KL penalty, advantages
+        old_logp, old_values, adv, returns, kl_seq = advantages(policy, ref, critic, b, beta, cfg, temp)
+
+        # ---- 4. PPO epochs over minibatches
+        s = ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, returns, cfg, temp, ent_coef, it)
+        if kl_ctl:
+            beta = kl_ctl.update(kl_seq, cfg.batch_size)
+        row = dict(step=it + 1, reward=rl.masked_sum(b.scores, m, 1).mean().item(), train_accuracy=b.correct.mean().item(),
+                   format=b.formatted.mean().item(), kl=kl_seq, beta=beta, entropy=s[2], policy_loss=s[0],
+                   value_loss=s[1], clipfrac=s[3], approx_kl=s[4], explained_variance=s[5],
+                   response_length=m.sum(1).mean().item(), steps_per_answer=b.n_steps.mean().item(),
+                   temperature=temp, wall=wall_before + time.time() - t0)
+        log.log(**row)
+        bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{kl_seq:.3f}")
+        if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
+            acc = evaluate(it + 1)
+            save(it + 1, acc_before)
+
+    wall = wall_before + time.time() - t0
+    rows = log.rows
+    plot_curves(os.path.join(cfg.out_dir, "ppo.png"), rows,
+                [("held-out / train accuracy", ["accuracy", "train_accuracy"]), ("KL to SFT (per answer)", ["kl"]),
+                 ("entropy, clip fraction", ["entropy", "clipfrac"]), ("critic", ["explained_variance"])],
+                title=f"PPO: held-out accuracy {acc_before:.1%} -> {acc:.1%}")
+    summary = {"accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
+               "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
+               "samples": cfg.iters * cfg.batch_size, "critic": cfg.critic, "checkpoint": ckpt_path,
+               "config": {k: v for k, v in dataclasses.asdict(cfg).items()}}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(PPOConfig)))
