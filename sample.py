@@ -14,7 +14,7 @@ import torch
 from nanoreason.checkpoint import load_model
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import solve
-from nanoreason.tasks import TaskConfig, check_steps, extract_answer, generate, split_steps
+from nanoreason.tasks import check_steps, extract_answer, generate, split_steps, task_from_config
 
 
 @dataclass
@@ -55,9 +55,7 @@ def main(cfg: SampleConfig):
                 print(f"  answer {got}, truth {problem.answer}: {'CORRECT' if got == problem.answer else 'wrong'}")
 
     if cfg.test_problems:
-        task = ckpt.get("config", {})
-        tcfg = TaskConfig(*(task.get(k, d) for k, d in (("min_steps", 2), ("max_steps", 3), ("max_value", 30),
-                                                          ("max_factor", 5), ("ops", "+-*/"))))
+        tcfg = task_from_config(ckpt.get("config", {}))
         for p in generate(cfg.test_problems, "test", seed=cfg.seed + 12345, cfg=tcfg):
             print(f"\nQ: {p.question}")
             show(p.question, p)

@@ -30,7 +30,7 @@ from nanoreason.evaluate import accuracy
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import collect, completion_forward
-from nanoreason.tasks import TaskConfig, generate, stream
+from nanoreason.tasks import generate, stream, task_from_config
 from nanoreason.training import NonFiniteLoss, check_finite, linear, pick_device  # noqa: F401
 
 
@@ -52,7 +52,7 @@ class PPOConfig:
     ppo_epochs: int = 2
     minibatch_size: int = 32
     lr: float = 3e-5                      # small: Adam's first steps move every weight by ~lr
-    critic_lr: float = 1e-4               # the value head starts from scratch and must learn faster
+    critic_lr: float = 3e-3               # the value head starts at 0: Adam moves it ~critic_lr per step
     warmup_iters: int = 5                 # linear lr warmup: Adam's first steps are +-lr on every weight
     clip_eps: float = 0.2
     dual_clip: float = 0.0                # 0 = off; e.g. 3.0 (Ye et al. 2020)
@@ -102,8 +102,7 @@ def load_start(cfg: PPOConfig, device):
         raise ConfigError(f"{cfg.sft_ckpt}: its tokenizer has {tok.n_vocab} tokens but its model expects "
                           f"{policy.cfg.vocab_size}: the tokenizer does not match the model")
     sft = ckpt.get("config", {})
-    task = TaskConfig(*(sft.get(k, d) for k, d in (("min_steps", 2), ("max_steps", 3), ("max_value", 30),
-                                                    ("max_factor", 5), ("ops", "+-*/"))))
+    task = task_from_config(sft)
     return policy, tok, task, sft.get("seed", 0)
 
 
@@ -151,7 +150,6 @@ def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, 
 
 
 def train(cfg: PPOConfig) -> dict:
-    t0 = time.time()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -160,6 +158,7 @@ def train(cfg: PPOConfig) -> dict:
 
     # ---- build: policy (+ value head), frozen reference, critic, optimizer
     policy, tok, task, task_seed = load_start(cfg, device)
+    t0 = time.time()                                   # PPO's own wall time (the automatic SFT not included)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     critic = policy if cfg.critic == "shared" else copy.deepcopy(policy)
     critic_params = list(critic.value_head.parameters()) if critic is policy else list(critic.parameters())
@@ -207,7 +206,8 @@ def train(cfg: PPOConfig) -> dict:
                  "accuracy_before": acc_before}
         if critic is not policy:
             extra["critic_model"] = critic.state_dict()
-        save_checkpoint(ckpt_path, policy, tok, optimizer, it, cfg, extra=extra)
+        config = {**dataclasses.asdict(task), **dataclasses.asdict(cfg)}    # the task travels with the policy
+        save_checkpoint(ckpt_path, policy, tok, optimizer, it, config, extra=extra)
 
     if acc_before is None:
         acc_before = evaluate(0)

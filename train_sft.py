@@ -61,9 +61,13 @@ class SFTConfig:
     eval_problems: int = 256
     max_new_tokens: int = 64
     resume: bool = False
+    init_from: str = ""            # start from this checkpoint's weights and optimizer (continued SFT)
+    time_limit: float = 0.0        # > 0: stop after this many seconds of wall time (the equal-time control)
     device: str = "auto"
 
     def __post_init__(self):
+        check(not (self.resume and self.init_from), "use either --resume or --init_from, not both")
+        check(self.time_limit >= 0, f"time_limit must be >= 0, got {self.time_limit}")
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         check(self.max_iters > 0, f"max_iters must be > 0, got {self.max_iters}")
         check(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
@@ -150,9 +154,15 @@ def train(cfg: SFTConfig) -> dict:
         if os.path.exists(ckpt_path):
             os.replace(ckpt_path, ckpt_path + ".prev")   # never silently destroy an earlier run
             print(f"moved the existing {ckpt_path} to {ckpt_path}.prev")
-        tok = Tokenizer.train(corpus, cfg.vocab_size)
-        model = GPT(cfg.model_config(tok.n_vocab)).to(device)
-        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        if cfg.init_from:                                 # continue another run's weights and optimizer
+            model, tok, ckpt = load_model(cfg.init_from, device=device)
+            optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+            if ckpt.get("optimizer"):
+                optimizer.load_state_dict(ckpt["optimizer"])
+        else:
+            tok = Tokenizer.train(corpus, cfg.vocab_size)
+            model = GPT(cfg.model_config(tok.n_vocab)).to(device)
+            optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         start, wall_before = 0, 0.0
     longest = max(len(tok.encode(prompt_text(p.question))) for p in test)
     if longest + cfg.max_new_tokens > cfg.block_size:
@@ -173,6 +183,10 @@ def train(cfg: SFTConfig) -> dict:
     model.train()
     bar = tqdm(range(start, cfg.max_iters), initial=start, total=cfg.max_iters, desc="sft")
     for step in bar:
+        if cfg.time_limit and time.time() - t0 > cfg.time_limit:
+            tqdm.write(f"time limit of {cfg.time_limit:.0f}s reached at step {step}")
+            cfg.max_iters = step
+            break
         if step % cfg.eval_interval == 0:
             acc = evaluate(step)
         for g in optimizer.param_groups:

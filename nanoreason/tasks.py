@@ -245,6 +245,11 @@ class TaskConfig:
             raise ConfigError(f"ops must be a non-empty subset of '+-*/' without repeats, got {self.ops!r}")
 
 
+def task_from_config(d: dict) -> TaskConfig:
+    """The TaskConfig a stage was trained on, from the `config` dict saved in its checkpoint."""
+    return TaskConfig(**{k: d[k] for k in TaskConfig.__dataclass_fields__ if k in d})
+
+
 def _operands(op: str, v: int, cfg: TaskConfig) -> range | list:
     """Every operand x that keeps `v op x` (and x) within the task's ranges; empty if `op` is impossible at `v`."""
     if op == "+":
