@@ -52,7 +52,7 @@ class PPOConfig:
     ppo_epochs: int = 2
     minibatch_size: int = 32
     lr: float = 3e-5                      # small: Adam's first steps move every weight by ~lr
-    critic_lr: float = 3e-3               # the value head starts at 0: Adam moves it ~critic_lr per step
+    critic_lr: float = 3e-3               # value head only: it starts at 0, Adam moves it ~critic_lr a step
     warmup_iters: int = 5                 # linear lr warmup: Adam's first steps are +-lr on every weight
     clip_eps: float = 0.2
     dual_clip: float = 0.0                # 0 = off; e.g. 3.0 (Ye et al. 2020)
@@ -161,11 +161,12 @@ def train(cfg: PPOConfig) -> dict:
     t0 = time.time()                                   # PPO's own wall time (the automatic SFT not included)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     critic = policy if cfg.critic == "shared" else copy.deepcopy(policy)
-    critic_params = list(critic.value_head.parameters()) if critic is policy else list(critic.parameters())
-    ids = {id(p) for p in critic_params}
-    policy_params = [p for p in policy.parameters() if id(p) not in ids]
-    params = policy_params + critic_params
-    optimizer = torch.optim.AdamW([{"params": policy_params, "lr": cfg.lr}, {"params": critic_params, "lr": cfg.critic_lr}],
+    head = list(critic.value_head.parameters())                  # starts from scratch: its own, larger lr
+    trunks = [p for p in policy.parameters() if all(p is not q for q in head)]
+    if critic is not policy:
+        trunks += [p for p in critic.parameters() if all(p is not q for q in head)]
+    params = trunks + head
+    optimizer = torch.optim.AdamW([{"params": trunks, "lr": cfg.lr}, {"params": head, "lr": cfg.critic_lr}],
                                   betas=(0.9, 0.95), weight_decay=0.0)
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None

@@ -209,7 +209,7 @@ def train(cfg: SFTConfig) -> dict:
     wall = wall_before + time.time() - t0
     save_checkpoint(ckpt_path, model, tok, optimizer, cfg.max_iters, cfg, extra={"wall_seconds": wall})
     plot_curves(os.path.join(cfg.out_dir, "sft.png"), log.rows,
-                [("loss (solution tokens)", ["loss"]), ("held-out greedy accuracy", ["accuracy"])],
+                [("loss (solution tokens)", ["loss"], "log"), ("held-out greedy accuracy", ["accuracy"])],
                 title=f"SFT: {model.num_params() / 1e6:.2f}M params, accuracy {acc:.1%}")
     summary = {"accuracy": acc, "eval_problems": len(test), "wall_seconds": round(wall, 1),
                "params": model.num_params(), "steps": cfg.max_iters, "checkpoint": ckpt_path,

@@ -42,17 +42,20 @@ def write_summary(path: str, summary: dict):
 
 
 def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]], title: str = "", x: str = "step"):
-    """One subplot per (ylabel, [metric keys]); each key is drawn over the rows that have it."""
+    """One subplot per (ylabel, [metric keys]) or (ylabel, [keys], "log"); each key is drawn over the rows that
+    have it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (ylabel, keys) in zip(axes[0], panels):
+    for ax, (ylabel, keys, *scale) in zip(axes[0], panels):
         for k in keys:
             pts = [(r[x], r[k]) for r in rows if k in r and r[k] is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, label=k)
+        if scale == ["log"]:
+            ax.set_yscale("log")
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
