@@ -52,8 +52,13 @@ def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]]
     for ax, (ylabel, keys, *scale) in zip(axes[0], panels):
         for k in keys:
             pts = [(r[x], r[k]) for r in rows if k in r and r[k] is not None]
-            if pts:
-                ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, label=k)
+            if len(pts) >= 30:                   # many noisy points: faint raw curve + a rolling mean of 10
+                xs, ys = zip(*pts)
+                line, = ax.plot(xs, ys, alpha=0.25)
+                smooth = [sum(ys[max(0, i - 9):i + 1]) / len(ys[max(0, i - 9):i + 1]) for i in range(len(ys))]
+                ax.plot(xs, smooth, color=line.get_color(), label=f"{k} (mean of 10)")
+            elif pts:
+                ax.plot(*zip(*pts), marker="o", label=k)
         if scale == ["log"]:
             ax.set_yscale("log")
         ax.set_xlabel(x)
