@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kernels.logprobs import logprobs
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Masked statistics
@@ -42,9 +44,9 @@ def masked_whiten(x, mask, shift_mean: bool = True, eps: float = 1e-8):
 # Log-probabilities, entropy
 
 def token_logprobs(logits, targets, temperature: float = 1.0):
-    """log softmax(logits / T)[target] per position: (B, T, V), (B, T) -> (B, T) in fp32."""
-    logp = F.log_softmax(logits.float() / temperature, dim=-1)
-    return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    """log softmax(logits / T)[target] per position: (B, T, V), (B, T) -> (B, T) in fp32, without materialising the
+    log-softmax: the fused Triton kernel on CUDA, its chunked pure-torch twin elsewhere (kernels/logprobs.py)."""
+    return logprobs(logits, targets, temperature, backend="auto")
 
 
 def entropy_from_logits(logits, temperature: float = 1.0):

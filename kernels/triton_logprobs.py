@@ -1,0 +1,62 @@
+"""Triton kernels for `kernels.logprobs`. Imported lazily: under TRITON_INTERPRET=1 (set before this import) they
+run on the CPU interpreter; otherwise they need a CUDA GPU.
+
+Each program handles a (BLOCK_N rows) x (BLOCK_V vocabulary) tile and walks the vocabulary tile by tile:
+  forward : online max / sum-exp (Milakov & Gimelshein 2018) -> LSE per row; logp = x_y / T - LSE.  Saves LSE only.
+  backward: recompute p = exp(x / T - LSE) tile by tile; dx = g * (onehot(y) - p) / T into a fresh buffer.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _fwd(X, Y, OUT, LSE, N, V, stride, inv_t, ignore_index,
+         F64: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < N
+    base = rows.to(tl.int64) * stride
+    if F64:
+        m = tl.full([BLOCK_N], float("-inf"), tl.float64)
+        s = tl.zeros([BLOCK_N], tl.float64)
+    else:
+        m = tl.full([BLOCK_N], float("-inf"), tl.float32)
+        s = tl.zeros([BLOCK_N], tl.float32)
+    for v0 in range(0, V, BLOCK_V):
+        cols = v0 + tl.arange(0, BLOCK_V)
+        mask = row_ok[:, None] & (cols[None, :] < V)
+        x = tl.load(X + base[:, None] + cols[None, :], mask=mask, other=float("-inf"))
+        x = (x.to(tl.float64) if F64 else x.to(tl.float32)) * inv_t
+        m_new = tl.maximum(m, tl.max(x, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)          # a row of -inf so far: keep exp() finite
+        s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(x - m_safe[:, None]), 1)
+        m = m_new
+    s = tl.where(row_ok, s, 1.0)                                        # rows past N: keep log() finite
+    lse = tl.where(m == float("-inf"), 0.0, m) + tl.log(s)
+    y = tl.load(Y + rows, mask=row_ok, other=ignore_index)
+    valid = row_ok & (y != ignore_index)
+    xy = tl.load(X + base + y, mask=valid, other=0.0)
+    xy = (xy.to(tl.float64) if F64 else xy.to(tl.float32)) * inv_t
+    tl.store(OUT + rows, tl.where(valid, xy - lse, 0.0), mask=row_ok)
+    tl.store(LSE + rows, lse, mask=row_ok)
+
+
+@triton.jit
+def _bwd(X, Y, G, LSE, DX, N, V, stride, inv_t, ignore_index,
+         F64: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < N
+    base = rows.to(tl.int64) * stride
+    y = tl.load(Y + rows, mask=row_ok, other=ignore_index)
+    valid = row_ok & (y != ignore_index)
+    g = tl.load(G + rows, mask=row_ok, other=0.0)
+    g = tl.where(valid, (g.to(tl.float64) if F64 else g.to(tl.float32)) * inv_t, 0.0)
+    lse = tl.load(LSE + rows, mask=row_ok, other=0.0)
+    for v0 in range(0, V, BLOCK_V):
+        cols = v0 + tl.arange(0, BLOCK_V)
+        mask = row_ok[:, None] & (cols[None, :] < V)
+        x = tl.load(X + base[:, None] + cols[None, :], mask=mask, other=0.0)
+        x = (x.to(tl.float64) if F64 else x.to(tl.float32)) * inv_t
+        p = tl.exp(x - lse[:, None])
+        onehot = tl.where(cols[None, :] == y[:, None], 1.0, 0.0)
+        dx = g[:, None] * (onehot - p)
+        tl.store(DX + base[:, None] + cols[None, :], dx.to(DX.dtype.element_ty), mask=mask)

@@ -1,0 +1,106 @@
+"""kernels.logprobs: the Triton kernel (CPU interpreter, TRITON_INTERPRET=1 from conftest) and the chunked twin
+against a float64 reference."""
+import pytest
+import torch
+
+from kernels.logprobs import logprobs, logprobs_torch
+
+BACKENDS = ["chunked", "triton"]
+
+
+def reference(x, y, T=1.0):
+    return logprobs_torch(x.detach().double().requires_grad_(), y, T)
+
+
+def check(backend, x, y, T=1.0, atol=1e-5, **kw):
+    x = x.detach().requires_grad_()
+    before = x.detach().clone()
+    g = torch.randn(y.shape, dtype=torch.float64)                       # a non-unit upstream gradient
+    out = logprobs(x, y, T, backend=backend, **kw)
+    xr = x.detach().double().requires_grad_()
+    ref = logprobs_torch(xr, y, T)
+    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=1e-5)
+    (gx,) = torch.autograd.grad((out.double() * g).sum(), x)
+    (gr,) = torch.autograd.grad((ref * g).sum(), xr)
+    torch.testing.assert_close(gx.double(), gr, atol=atol, rtol=1e-4)
+    assert torch.equal(x.detach(), before)                              # the logits are never written
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("V", [1, 7, 65, 1000, 16, 17])
+def test_odd_vocabularies_and_multi_tile(backend, V):
+    torch.manual_seed(V)
+    x, y = torch.randn(3, 5, V) * 3, torch.randint(0, V, (3, 5))
+    check(backend, x, y, block_n=4, block_v=16, chunk=4)               # small blocks: the multi-tile path runs
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_temperature_and_ignored_positions(backend):
+    torch.manual_seed(1)
+    x, y = torch.randn(6, 33), torch.randint(0, 33, (6,))
+    y[[1, 4]] = -100
+    check(backend, x, y, T=0.6, block_v=8, chunk=4)
+    out = logprobs(x, y, backend=backend, block_v=8)
+    assert out[1] == 0 and out[4] == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extreme_logits(backend):
+    x = torch.randn(5, 40)
+    x[0, :] = 3.0                                   # a constant row: uniform
+    x[1, 3] = 1e4                                   # one huge logit
+    x[2, :] = -1e4
+    x[2, 7] = 1e4
+    x[3, 10:] = float("-inf")                       # -inf entries (not the target)
+    x[4, 5] = -1e4
+    y = torch.tensor([0, 3, 7, 2, 5])
+    out = logprobs(x, y, backend=backend, block_v=16, chunk=2)
+    ref = logprobs_torch(x.double(), y)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(out).all() and abs(out[0].item() + torch.log(torch.tensor(40.0)).item()) < 1e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bf16_inputs_compute_in_fp32(backend):
+    torch.manual_seed(2)
+    x, y = torch.randn(4, 9, 50).to(torch.bfloat16), torch.randint(0, 50, (4, 9))
+    out = logprobs(x, y, backend=backend, block_v=16)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), logprobs_torch(x.double(), y), atol=1e-5, rtol=1e-5)
+    xg = x.clone().requires_grad_()
+    logprobs(xg, y, backend=backend, block_v=16).sum().backward()
+    assert xg.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_float64(backend):
+    torch.manual_seed(3)
+    x = torch.randn(3, 11, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 5, 10])
+    assert torch.autograd.gradcheck(lambda t: logprobs(t, y, 0.8, backend=backend, block_v=4, chunk=2), (x,))
+
+
+@pytest.mark.parametrize("kw, err, msg", [
+    (dict(x=torch.randn(2, 3, 5), y=torch.zeros(2, 4, dtype=torch.long)), ValueError, "do not match"),
+    (dict(x=torch.randn(2, 5), y=torch.tensor([0, 5])), ValueError, "target 5 is out of range for a vocabulary of 5"),
+    (dict(x=torch.ones(2, 5, dtype=torch.long), y=torch.tensor([0, 1])), TypeError, "floating-point"),
+    (dict(x=torch.randn(2, 5), y=torch.tensor([0, 1]), backend="cuda"), ValueError, "unknown backend"),
+    (dict(x=torch.randn(2, 5), y=torch.tensor([0, 1]), temperature=0.0), ValueError, "temperature must be > 0"),
+])
+def test_bad_input_is_named_before_any_launch(kw, err, msg):
+    with pytest.raises(err, match=msg):
+        logprobs(kw.pop("x"), kw.pop("y"), **kw)
+
+
+def test_triton_without_gpu_or_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="needs CUDA tensors, or TRITON_INTERPRET=1"):
+        logprobs(torch.randn(2, 5), torch.tensor([0, 1]), backend="triton")
+
+
+def test_auto_picks_the_chunked_twin_on_cpu(monkeypatch):
+    import kernels.logprobs as kl
+    calls = []
+    monkeypatch.setattr(kl._Chunked, "apply", lambda *a: calls.append(1) or kl.logprobs_torch(a[0], a[1]))
+    logprobs(torch.randn(2, 5), torch.tensor([0, 1]))
+    assert calls
