@@ -54,15 +54,14 @@ class _Chunked(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, temperature, ignore_index, chunk):          # x (N, V), y (N,)
         dt = _compute_dtype(x)
-        out = torch.empty(x.shape[0], dtype=dt, device=x.device)
-        lse = torch.empty_like(out)
+        lse = torch.empty(x.shape[0], dtype=dt, device=x.device)
         valid = y != ignore_index
         safe_y = torch.where(valid, y, 0).long()
-        for i in range(0, x.shape[0], chunk):
-            z = x[i:i + chunk].to(dt) / temperature                   # one chunk of rows at a time
-            lse[i:i + chunk] = torch.logsumexp(z, dim=-1)
-            out[i:i + chunk] = z.gather(-1, safe_y[i:i + chunk, None]).squeeze(-1) - lse[i:i + chunk]
-        out = torch.where(valid, out, torch.zeros_like(out))
+        for i in range(0, x.shape[0], chunk):                           # one block of rows at a time
+            z = x[i:i + chunk].to(dt)
+            lse[i:i + chunk] = torch.logsumexp(z if temperature == 1.0 else z / temperature, dim=-1)
+        xy = x.gather(-1, safe_y[:, None]).squeeze(-1).to(dt) / temperature
+        out = torch.where(valid, xy - lse, torch.zeros_like(lse))
         ctx.save_for_backward(x, safe_y, valid, lse)
         ctx.temperature, ctx.chunk = temperature, chunk
         return out
@@ -74,10 +73,13 @@ class _Chunked(torch.autograd.Function):
         dx = torch.empty_like(x)                                        # fresh buffer: the logits stay untouched
         gs = torch.where(valid, g.to(lse.dtype), torch.zeros_like(lse)) / T
         for i in range(0, x.shape[0], chunk):
-            p = torch.exp(x[i:i + chunk].to(lse.dtype) / T - lse[i:i + chunk, None])
-            grad = -p
-            grad.scatter_add_(-1, y[i:i + chunk, None], torch.ones_like(grad[:, :1]))
-            dx[i:i + chunk] = (gs[i:i + chunk, None] * grad).to(dx.dtype)
+            p = x[i:i + chunk].to(lse.dtype, copy=True)                 # one temporary per block, then in place:
+            if T != 1.0:
+                p.div_(T)
+            p.sub_(lse[i:i + chunk, None]).exp_().neg_()                # -softmax(x / T)
+            p.scatter_add_(-1, y[i:i + chunk, None], torch.ones_like(p[:, :1]))   # onehot - softmax
+            p.mul_(gs[i:i + chunk, None])
+            dx[i:i + chunk] = p
         return dx, None, None, None, None
 
 
@@ -120,7 +122,7 @@ def _pow2_at_most(n: int, cap: int) -> int:
 
 
 def logprobs(logits, targets, temperature: float = 1.0, backend: str = "auto", ignore_index: int = -100,
-             chunk: int = 1024, block_n: int | None = None, block_v: int | None = None):
+             chunk: int | None = None, block_n: int | None = None, block_v: int | None = None):
     """fp32 (fp64 for fp64 inputs) log-probability of each target; shape of `targets`. See the module docstring."""
     _check(logits, targets, temperature, backend, ignore_index)
     if backend == "auto":
@@ -130,6 +132,7 @@ def logprobs(logits, targets, temperature: float = 1.0, backend: str = "auto", i
     V = logits.shape[-1]
     x, y = logits.reshape(-1, V), targets.reshape(-1)
     if backend == "chunked":
+        chunk = chunk or max(1, 2**21 // V)                             # ~8 MiB of fp32 temporaries per block
         return _Chunked.apply(x, y, temperature, ignore_index, chunk).view(targets.shape)
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     if not logits.is_cuda and not interpreted:

@@ -1,0 +1,110 @@
+"""Time and peak extra memory of target-token log-probs, forward + backward, as ratios to eager PyTorch.
+
+    python bench/kernels.py                          # N=8192, V=32768, fp32, on CPU (or the GPU if there is one)
+    python bench/kernels.py --N=16384 --V=131072 --dtype=bfloat16     # the GPU shapes of the kernels issue
+
+Variants: eager (log_softmax + gather), chunked (kernels' pure-torch chunked twin), compiled (torch.compile of the
+eager twin), triton (CUDA only). Each runs in a fresh subprocess; "extra memory" is the peak above the inputs
+(CPU: max resident set size; CUDA: torch.cuda.max_memory_allocated).
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from kernels.logprobs import logprobs, logprobs_torch  # noqa: E402
+from nanoreason.config import parse_args, run_main  # noqa: E402
+
+
+@dataclass
+class BenchConfig:
+    N: int = 8192
+    V: int = 32768
+    dtype: str = "float32"
+    repeats: int = 3
+    compile: bool = True
+    worker: str = ""          # internal: run one variant and print JSON
+
+
+def worker(c: BenchConfig):
+    cuda = torch.cuda.is_available()
+    dev = "cuda" if cuda else "cpu"
+    torch.manual_seed(0)
+    x = torch.randn(c.N, c.V, device=dev, dtype=getattr(torch, c.dtype)).requires_grad_()
+    y = torch.randint(0, c.V, (c.N,), device=dev)
+    fn = {"eager": lambda: logprobs_torch(x, y),
+          "chunked": lambda: logprobs(x, y, backend="chunked"),
+          "triton": lambda: logprobs(x, y, backend="triton")}.get(c.worker)
+    if c.worker == "compiled":
+        compiled = torch.compile(logprobs_torch)
+        fn = lambda: compiled(x, y)  # noqa: E731
+    fn().sum().backward()                                   # warm-up (and compilation)
+    x.grad = None
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # includes the warm-up's peak...
+    times = []
+    for _ in range(c.repeats):
+        t = time.perf_counter()
+        fn().sum().backward()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+        x.grad = None
+    peak = torch.cuda.max_memory_allocated() - base if cuda else None
+    print(json.dumps({"time": min(times), "peak_extra": peak}))
+
+
+def measure_cpu_peak(c: BenchConfig, variant: str) -> float:
+    """Peak RSS of a process that runs the variant once, minus one that only builds the inputs."""
+    code = ("import sys, resource, torch; sys.path.insert(0, %r); from kernels.logprobs import logprobs, logprobs_torch;"
+            "torch.manual_seed(0); x = torch.randn(%d, %d, dtype=torch.%s).requires_grad_();"
+            "y = torch.randint(0, %d, (%d,));" % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                  c.N, c.V, c.dtype, c.V, c.N))
+    body = {"none": "", "eager": "logprobs_torch(x, y).sum().backward();",
+            "chunked": "logprobs(x, y, backend='chunked').sum().backward();",
+            "compiled": "torch.compile(logprobs_torch)(x, y).sum().backward();"}[variant]
+    out = subprocess.run([sys.executable, "-c", code + body +
+                          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(c: BenchConfig):
+    if c.worker:
+        return worker(c)
+    cuda = torch.cuda.is_available()
+    variants = ["eager", "chunked"] + (["compiled"] if c.compile else []) + (["triton"] if cuda else [])
+    print(f"N={c.N} V={c.V} {c.dtype} on {'CUDA: ' + torch.cuda.get_device_name() if cuda else 'CPU'}; "
+          f"one logits buffer = {c.N * c.V * torch.tensor([], dtype=getattr(torch, c.dtype)).element_size() / 2**30:.2f} GiB")
+    base = None if cuda else measure_cpu_peak(c, "none")
+    rows = {}
+    for v in variants:
+        args = [f"--N={c.N}", f"--V={c.V}", f"--dtype={c.dtype}", f"--repeats={c.repeats}", f"--worker={v}"]
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
+        if r.returncode:
+            print(f"{v:9s} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+            continue
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        if not cuda:
+            res["peak_extra"] = measure_cpu_peak(c, v) - base
+        rows[v] = res
+    e = rows.get("eager")
+    print(f"{'variant':9s} {'fwd+bwd':>10s} {'x eager':>8s} {'peak extra':>11s} {'x eager':>8s}")
+    for v, r in rows.items():
+        print(f"{v:9s} {r['time'] * 1e3:8.1f}ms {r['time'] / e['time']:8.2f} {r['peak_extra'] / 2**30:9.2f}GiB "
+              f"{r['peak_extra'] / e['peak_extra']:8.2f}")
+
+
+if __name__ == "__main__":
+    run_main(lambda: main(parse_args(BenchConfig)))
