@@ -213,7 +213,7 @@ def train(cfg: PPOConfig) -> dict:
     if acc_before is None:
         acc_before = evaluate(0)
     acc = acc_before
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen = torch.Generator(device=device)
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="ppo")
     for it in bar:
         frac = it / max(1, cfg.iters - 1)
@@ -222,6 +222,7 @@ def train(cfg: PPOConfig) -> dict:
         for g, base in zip(optimizer.param_groups, (cfg.lr, cfg.critic_lr)):
             g["lr"] = base * min(1.0, (it + 1) / cfg.warmup_iters)
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
+        gen.manual_seed(cfg.seed * 1_000_003 + it)
 
         # ---- 1. rollouts
         problems_it = stream("train", seed=cfg.seed * 1_000_003 + it, cfg=task)
@@ -244,6 +245,8 @@ def train(cfg: PPOConfig) -> dict:
         log.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{kl_seq:.3f}")
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
+            tqdm.write(f"iter {it + 1}: a sampled training completion (reward {b.scores[0].sum():.2f}):\n"
+                       f"  Q: {problems[0].question}\n  A: {b.texts[0]!r}")
             acc = evaluate(it + 1)
             save(it + 1, acc_before)
 
@@ -256,7 +259,7 @@ def train(cfg: PPOConfig) -> dict:
     summary = {"accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
                "samples": cfg.iters * cfg.batch_size, "critic": cfg.critic, "checkpoint": ckpt_path,
-               "config": {k: v for k, v in dataclasses.asdict(cfg).items()}}
+               "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
     return summary

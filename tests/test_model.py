@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nanoreason.config import ConfigError
-from nanoreason.model import GPT, GPTConfig, KVCache
+from nanoreason.model import GPTConfig, KVCache
 
 
 def test_left_padded_rows_match_unpadded(tiny_model):

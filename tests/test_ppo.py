@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import train_ppo
-import train_sft
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.rollouts import Batch
 from nanoreason.sampling import generate

@@ -1,7 +1,6 @@
 from fractions import Fraction
 
 import pytest
-import torch
 
 from nanoreason.config import ConfigError
 from nanoreason.env import BatchedCoTEnv, CoTEnv
