@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from nanoreason import rl
-from nanoreason.checkpoint import load_checkpoint, load_model, restore_rng, save_checkpoint
+from nanoreason.checkpoint import load_checkpoint, load_model, restore_rng, save_checkpoint, set_aside
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import accuracy
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -189,9 +189,8 @@ def train(cfg: PPOConfig) -> dict:
         if kl_ctl:
             kl_ctl.beta = beta
         print(f"resuming from {ckpt_path} at iteration {start}")
-    elif os.path.exists(ckpt_path):
-        os.replace(ckpt_path, ckpt_path + ".prev")
-        print(f"moved the existing {ckpt_path} to {ckpt_path}.prev")
+    else:
+        set_aside(ckpt_path)
     print(f"policy {policy.num_params() / 1e6:.2f}M params; critic: {cfg.critic}; device {device}")
     log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
 

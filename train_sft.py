@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint
+from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint, set_aside
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import accuracy, prompt_text
 from nanoreason.model import GPT, GPTConfig
@@ -151,9 +151,7 @@ def train(cfg: SFTConfig) -> dict:
         start, wall_before = ckpt["step"], ckpt["extra"].get("wall_seconds", 0.0)
         print(f"resuming from {ckpt_path} at step {start}")
     else:
-        if os.path.exists(ckpt_path):
-            os.replace(ckpt_path, ckpt_path + ".prev")   # never silently destroy an earlier run
-            print(f"moved the existing {ckpt_path} to {ckpt_path}.prev")
+        set_aside(ckpt_path)
         if cfg.init_from:                                 # continue another run's weights and optimizer
             model, tok, ckpt = load_model(cfg.init_from, device=device)
             optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)

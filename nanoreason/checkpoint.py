@@ -39,6 +39,13 @@ def save_checkpoint(path: str, model: GPT, tokenizer: Tokenizer, optimizer=None,
     os.replace(tmp, path)                            # atomic on POSIX
 
 
+def set_aside(path: str):
+    """A fresh run never destroys an earlier one: an existing checkpoint becomes `path.prev`."""
+    if os.path.exists(path):
+        os.replace(path, path + ".prev")
+        print(f"moved the existing {path} to {path}.prev")
+
+
 def load_checkpoint(path: str, kind: str | None = None) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such checkpoint")

@@ -26,7 +26,7 @@ class CoTEnv:
         self.reset()
 
     def reset(self) -> str:
-        self.lines, self.done, self.paid = [], False, []
+        self.lines, self.done, self.paid = [], False, 0.0
         return self.state
 
     @property
@@ -43,11 +43,10 @@ class CoTEnv:
         eot = EOT in action
         self.lines.append(action.split(EOT)[0].rstrip("\n"))
         seq, steps = compound_reward(self.problem, self.completion, self.weights, self.shaping)
-        # step rewards of a prefix can change only for the newest step (verdicts depend on earlier steps only),
-        # except under delta shaping, whose r_k needs r_{k+1}: pay the difference to what was already paid
-        new = steps[len(self.paid):]
-        reward = sum(new) + sum(s - p for s, p in zip(steps, self.paid))
-        self.paid = steps
+        # pay what the step rewards of the text so far add to what was already paid (under delta shaping adding a
+        # step also changes the previous step's reward, r_k - r_{k+1}, so a per-step payment would be wrong)
+        reward = sum(steps) - self.paid
+        self.paid = sum(steps)
         terminated = eot or action.strip().startswith("####")
         n_tokens = len(self.tok.encode(self.completion)) if (self.tok and self.max_tokens) else 0
         truncated = not terminated and (len(self.lines) >= self.max_steps or

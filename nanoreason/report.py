@@ -25,7 +25,7 @@ class JsonlLogger:
 def read_jsonl(path: str) -> list[dict]:
     rows = []
     with open(path) as f:
-        for i, line in enumerate(f, 1):
+        for line in f:
             if line.strip():
                 try:
                     rows.append(json.loads(line))

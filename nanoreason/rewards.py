@@ -14,7 +14,7 @@ import re
 import torch
 
 from nanoreason.config import ConfigError
-from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps
+from nanoreason.tasks import Problem, check_steps, extract_answer
 
 REWARD_NAMES = ("outcome", "format", "steps")
 SHAPINGS = ("none", "clip", "delta", "clip+delta")
@@ -82,28 +82,20 @@ def compound_reward(problem: Problem, completion: str, weights: dict[str, float]
 
 
 def step_end_tokens(token_bytes: list[bytes]) -> list[int]:
-    """Index of the token that ends each step of the decoded text (a step = `split_steps` line), in order."""
-    text, ends, pos = b"", [], []
-    for i, b in enumerate(token_bytes):
-        text += b
-        pos.append(len(text))
-    decoded = text.decode("utf-8", errors="replace")
-    steps = split_steps(decoded)
-    # walk the lines of the byte text; a step line ends at its newline (or the end of the text)
-    offset, k = 0, 0
-    for line in text.split(b"\n"):
-        end = offset + len(line)             # byte offset of this line's "\n" (or the end)
-        offset = end + 1
-        s = line.decode("utf-8", errors="replace")
-        if s.strip().startswith("####"):
+    """Index of the token that ends each step (a `split_steps` line: non-empty, before the `####` line), in order."""
+    ends, total = [], 0
+    for b in token_bytes:                          # ends[i] = byte offset just past token i
+        total += len(b)
+        ends.append(total)
+    out, offset = [], 0
+    for line in b"".join(token_bytes).split(b"\n"):
+        end, offset = offset + len(line), offset + len(line) + 1      # `end` = offset of this line's newline
+        text = line.decode("utf-8", errors="replace").strip()
+        if text.startswith("####"):
             break
-        if not s.strip():
-            continue
-        if k < len(steps):
-            idx = next((i for i, p in enumerate(pos) if p > end), len(pos) - 1)   # token holding the "\n"
-            ends.append(idx)
-            k += 1
-    return ends
+        if text:                                   # the token holding the newline (or the last token)
+            out.append(next((i for i, e in enumerate(ends) if e > end), len(ends) - 1))
+    return out
 
 
 def token_rewards(seq_reward: float, step_r: list[float], step_ends: list[int], length: int) -> torch.Tensor:

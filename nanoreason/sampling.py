@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-
 from nanoreason.model import GPT, KVCache
+from nanoreason.rl import token_logprobs
 
 
 @dataclass
@@ -97,7 +96,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
         else:
             probs = filter_logits(scaled, top_k, top_p).softmax(-1)
             tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        lp = F.log_softmax(scaled, -1).gather(-1, tok[:, None]).squeeze(-1)
+        lp = token_logprobs(scaled, tok)                                     # (B,)
         tok = torch.where(done, torch.full_like(tok, eot_id), tok)
         out[:, t], out_mask[:, t], logprobs[:, t] = tok, (~done).long(), torch.where(done, 0.0, lp)
         done = done | (tok == eot_id)

@@ -134,10 +134,6 @@ def parse_step(expr: str, result: str) -> Step:
     return Step(expr=expr.strip(), operands=tuple(numbers_in(expr)), op=op, result=_num(result.strip()))
 
 
-def fmt(x: Fraction) -> str:
-    return str(x.numerator) if x.denominator == 1 else str(float(x))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The final answer and the step oracle
 

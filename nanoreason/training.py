@@ -16,9 +16,9 @@ def pick_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def make_optimizer(params_model, lr: float, weight_decay: float = 0.0):
+def make_optimizer(model, lr: float, weight_decay: float = 0.0):
     """AdamW; weight decay on matrices only (nanoGPT)."""
-    params = [p for p in params_model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
