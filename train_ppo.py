@@ -24,13 +24,13 @@ import torch
 from tqdm import tqdm
 
 from nanoreason import rl
-from nanoreason.checkpoint import load_checkpoint, load_model, restore_rng, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
 from nanoreason.config import ConfigError, check, parse_args, run_main
-from nanoreason.evaluate import accuracy
+from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import collect, completion_forward
-from nanoreason.tasks import generate, stream, task_from_config
+from nanoreason.tasks import generate, stream
 from nanoreason.training import NonFiniteLoss, check_finite, linear, pick_device  # noqa: F401
 
 
@@ -91,21 +91,6 @@ class PPOConfig:
         check(self.clip_eps > 0, f"clip_eps must be > 0, got {self.clip_eps}")
 
 
-def load_start(cfg: PPOConfig, device):
-    """The SFT policy (training it first if the checkpoint is missing), checked for consistency."""
-    if not os.path.exists(cfg.sft_ckpt):
-        from train_sft import SFTConfig, train
-        print(f"no SFT checkpoint at {cfg.sft_ckpt}: training one first with the default SFT config")
-        train(SFTConfig(out_dir=os.path.dirname(cfg.sft_ckpt) or "."))
-    policy, tok, ckpt = load_model(cfg.sft_ckpt, kind="policy", device=device)
-    if tok.n_vocab != policy.cfg.vocab_size:
-        raise ConfigError(f"{cfg.sft_ckpt}: its tokenizer has {tok.n_vocab} tokens but its model expects "
-                          f"{policy.cfg.vocab_size}: the tokenizer does not match the model")
-    sft = ckpt.get("config", {})
-    task = task_from_config(sft)
-    return policy, tok, task, sft.get("seed", 0)
-
-
 @torch.no_grad()
 def advantages(policy, ref, critic, b, beta: float, cfg: PPOConfig, temp: float):
     """Steps 2-3: per-token rewards (task scores - beta * KL to the reference), then GAE with the critic's values.
@@ -157,7 +142,7 @@ def train(cfg: PPOConfig) -> dict:
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
 
     # ---- build: policy (+ value head), frozen reference, critic, optimizer
-    policy, tok, task, task_seed = load_start(cfg, device)
+    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
     t0 = time.time()                                   # PPO's own wall time (the automatic SFT not included)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     critic = policy if cfg.critic == "shared" else copy.deepcopy(policy)
@@ -173,32 +158,24 @@ def train(cfg: PPOConfig) -> dict:
     test = generate(cfg.eval_problems, "test", task_seed, task)
 
     if cfg.resume:
-        ck = load_checkpoint(ckpt_path, kind="policy")
-        if ck["tokenizer"] != tok.to_dict():
-            raise ConfigError(f"{ckpt_path}: made from an SFT checkpoint with a different tokenizer than {cfg.sft_ckpt}")
+        ck = resume(ckpt_path, tok, policy, optimizer)
         if ck["extra"].get("critic") != cfg.critic:
             raise ConfigError(f"{ckpt_path}: made with critic={ck['extra'].get('critic')!r}, "
                               f"but this run asks for critic={cfg.critic!r}")
-        policy.load_state_dict(ck["model"])
         if critic is not policy:
             critic.load_state_dict(ck["extra"]["critic_model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        restore_rng(ck)
         start, beta = ck["step"], ck["extra"]["beta"]
         wall_before, acc_before = ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
         if kl_ctl:
             kl_ctl.beta = beta
-        print(f"resuming from {ckpt_path} at iteration {start}")
     else:
         set_aside(ckpt_path)
     print(f"policy {policy.num_params() / 1e6:.2f}M params; critic: {cfg.critic}; device {device}")
     log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
 
     def evaluate(it):
-        acc, completions = accuracy(policy, tok, test)
-        log.log(step=it, accuracy=acc, wall=wall_before + time.time() - t0)
-        shown = "".join(f"\n  Q: {p.question}\n  A: {c!r}" for p, c in zip(test[:cfg.show_samples], completions))
-        tqdm.write(f"iter {it}: held-out greedy accuracy {acc:.1%} on {len(test)} problems{shown}")
+        acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
+        log.log(step=it, accuracy=acc, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
         return acc
 
     def save(it, acc_before):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint, set_aside
 from nanoreason.config import ConfigError, check, parse_args, run_main
-from nanoreason.evaluate import accuracy, prompt_text
+from nanoreason.evaluate import evaluate_and_show, prompt_text
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
@@ -171,10 +171,8 @@ def train(cfg: SFTConfig) -> dict:
     log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
 
     def evaluate(step):
-        acc, completions = accuracy(model, tok, test, max_new_tokens=cfg.max_new_tokens)
+        acc = evaluate_and_show(model, tok, test, step, show=1, max_new_tokens=cfg.max_new_tokens)
         log.log(step=step, accuracy=acc, wall=wall_before + time.time() - t0)
-        tqdm.write(f"step {step}: held-out greedy accuracy {acc:.1%} on {len(test)} problems\n"
-                   f"  Q: {test[0].question}\n  A: {completions[0]!r}")
         return acc
 
     acc = None

@@ -16,6 +16,7 @@ import torch
 
 from nanoreason.config import ConfigError
 from nanoreason.model import GPT, GPTConfig
+from nanoreason.tasks import task_from_config
 from nanoreason.tokenizer import Tokenizer
 
 
@@ -89,6 +90,33 @@ def check_compatible(path: str, ckpt: dict, model_cfg: GPTConfig | None = None, 
         for k in fields if fields is not None else dataclasses.asdict(config):
             if k in saved and saved[k] != getattr(config, k):
                 raise ConfigError(f"{path}: made with {k}={saved[k]!r}, but this run asks for {k}={getattr(config, k)!r}")
+
+
+def load_start(sft_ckpt: str, device="cpu"):
+    """The RL stages' start: (policy, tokenizer, task config, task seed) from an SFT checkpoint. If there is none, a
+    default SFT run makes it first (and says so), so every `python train_<rl>.py` works on a fresh clone."""
+    if not os.path.exists(sft_ckpt):
+        from train_sft import SFTConfig, train           # the script's own train(): run from the repository root
+        print(f"no SFT checkpoint at {sft_ckpt}: training one first with the default SFT config")
+        train(SFTConfig(out_dir=os.path.dirname(sft_ckpt) or "."))
+    policy, tok, ckpt = load_model(sft_ckpt, kind="policy", device=device)
+    if tok.n_vocab != policy.cfg.vocab_size:
+        raise ConfigError(f"{sft_ckpt}: its tokenizer has {tok.n_vocab} tokens but its model expects "
+                          f"{policy.cfg.vocab_size}: the tokenizer does not match the model")
+    config = ckpt.get("config", {})
+    return policy, tok, task_from_config(config), config.get("seed", 0)
+
+
+def resume(path: str, tok: Tokenizer, model: GPT, optimizer) -> dict:
+    """Load a run's own checkpoint back into `model` and `optimizer` and restore the RNGs; returns the checkpoint."""
+    ckpt = load_checkpoint(path, kind="policy")
+    if ckpt["tokenizer"] != tok.to_dict():
+        raise ConfigError(f"{path}: made from a start with a different tokenizer than this run's")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng(ckpt)
+    print(f"resuming from {path} at iteration {ckpt['step']}")
+    return ckpt
 
 
 def restore_rng(ckpt: dict):

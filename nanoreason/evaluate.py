@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from tqdm import tqdm
 
 from nanoreason.model import GPT
 from nanoreason.sampling import generate
@@ -32,3 +33,11 @@ def accuracy(model: GPT, tok: Tokenizer, problems: list[Problem], **kw) -> tuple
     completions = solve(model, tok, [p.question for p in problems], **kw)
     correct = [extract_answer(c) == p.answer for c, p in zip(completions, problems)]
     return sum(correct) / max(len(problems), 1), completions
+
+
+def evaluate_and_show(model: GPT, tok: Tokenizer, problems: list[Problem], step: int, show: int = 2, **kw) -> float:
+    """Held-out accuracy, printed above the progress bar with the first `show` questions and their completions."""
+    acc, completions = accuracy(model, tok, problems, **kw)
+    shown = "".join(f"\n  Q: {p.question}\n  A: {c!r}" for p, c in zip(problems[:show], completions))
+    tqdm.write(f"step {step}: held-out greedy accuracy {acc:.1%} on {len(problems)} problems{shown}")
+    return acc

@@ -76,6 +76,41 @@ def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):
     return advantages, (advantages + values) * mask
 
 
+# Group baselines: G completions of the same prompt sit next to each other, rewards (B,) with B = n_prompts * G.
+# No critic: the other samples of the prompt are the baseline. Each returns one advantage per completion, (B,).
+
+def group_advantages(rewards, group_size: int, scale: bool = True, eps: float = 1e-6):
+    """GRPO (Shao et al. 2024): A_i = (r_i - mean_g r) / (std_g r + eps).  scale=False: A_i = r_i - mean_g r, the
+    group-mean baseline of REINFORCE (nanochat) and of Dr.GRPO (Liu et al. 2025, which drops the std: it up-weights
+    prompts that are nearly always right or nearly always wrong). std is the unbiased (G-1) one, as in TRL."""
+    r = rewards.view(-1, group_size)                                   # (n_prompts, G)
+    adv = r - r.mean(1, keepdim=True)
+    if scale:
+        adv = adv / (r.std(1, keepdim=True) + eps)
+    return adv.reshape(-1)
+
+
+def rloo_advantages(rewards, group_size: int):
+    """RLOO (Kool et al. 2019; Ahmadian et al. 2024): A_i = r_i - mean_{j != i} r_j  =  G / (G-1) * (r_i - mean_g r)."""
+    r = rewards.view(-1, group_size)                                   # (n_prompts, G)
+    loo = (r.sum(1, keepdim=True) - r) / (group_size - 1)
+    return (r - loo).reshape(-1)
+
+
+def aggregate(loss, mask, mode: str = "token-mean", max_len: int | None = None):
+    """Per-token losses (B, T) -> one number; the choice weights long and short answers differently.
+    token-mean:      sum_it l / sum_it m                   every token counts the same (DAPO, Yu et al. 2025)
+    seq-mean:        mean_i (sum_t l_i / |o_i|)            every answer counts the same (GRPO's 1/|o_i|)
+    seq-sum-const:   sum_it l / (B * max_len)              a constant normaliser (Dr.GRPO): no length bias"""
+    if mode == "token-mean":
+        return masked_mean(loss, mask)
+    if mode == "seq-mean":
+        return masked_mean(loss, mask, 1).mean()
+    if mode == "seq-sum-const":
+        return masked_sum(loss, mask) / (loss.shape[0] * (max_len or loss.shape[1]))
+    raise ValueError(f"unknown loss aggregation {mode!r}; use token-mean, seq-mean or seq-sum-const")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # KL between the policy and the frozen reference, per token (Schulman's "Approximating KL divergence", 2020)
 
@@ -122,9 +157,11 @@ class AdaptiveKLController:
 # ---------------------------------------------------------------------------------------------------------------
 # PPO losses (Schulman et al. 2017)
 
-def ppo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 0.2, dual_clip: float | None = None):
+def ppo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 0.2, dual_clip: float | None = None,
+                    agg: str = "token-mean", max_len: int | None = None):
     """L = masked_mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps))), r = exp(logp - old_logp).
-    Dual clip (Ye et al. 2020): for A < 0 the loss is also capped at -A * c. Returns (loss, clip_fraction)."""
+    Dual clip (Ye et al. 2020): for A < 0 the loss is also capped at -A * c. Returns (loss, clip_fraction).
+    On-policy with one update (r = 1) its gradient is REINFORCE's: -A * grad log pi. `agg`: see `aggregate`."""
     ratio = torch.exp(logp - old_logp)
     loss1 = -advantages * ratio
     loss2 = -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps)
@@ -132,7 +169,7 @@ def ppo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 0.2, dua
     if dual_clip is not None:
         loss = torch.where(advantages < 0, torch.min(loss, -advantages * dual_clip), loss)
     clipfrac = masked_mean((loss2 > loss1).float(), mask)
-    return masked_mean(loss, mask), clipfrac
+    return aggregate(loss, mask, agg, max_len), clipfrac
 
 
 def value_loss(values, old_values, returns, mask, clip_eps: float | None = 0.2):

@@ -5,6 +5,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
@@ -20,3 +21,17 @@ def tiny_model():
     from nanoreason.model import GPT, GPTConfig
     torch.manual_seed(0)
     return GPT(GPTConfig(vocab_size=300, block_size=64, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+TINY_SFT = ["--min_steps=1", "--max_steps=1", "--ops=+-", "--vocab_size=300", "--n_layer=1", "--n_head=2",
+            "--n_embd=32", "--block_size=96", "--eval_problems=16", "--max_new_tokens=24", "--max_iters=4",
+            "--eval_interval=4"]
+
+
+@pytest.fixture(scope="session")
+def sft_ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sft")
+    r = subprocess.run([sys.executable, "train_sft.py", f"--out_dir={d}", *TINY_SFT], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return str(d / "ckpt.pt")

@@ -42,20 +42,6 @@ def test_ppo_raises_a_toy_reward():
     assert sum(history[:3]) / 3 < 0.25 and sum(history[-3:]) / 3 > 0.8, history
 
 
-TINY_SFT = ["--min_steps=1", "--max_steps=1", "--ops=+-", "--vocab_size=300", "--n_layer=1", "--n_head=2",
-            "--n_embd=32", "--block_size=96", "--eval_problems=16", "--max_new_tokens=24", "--max_iters=4",
-            "--eval_interval=4"]
-
-
-@pytest.fixture(scope="module")
-def sft_ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sft")
-    r = subprocess.run([sys.executable, "train_sft.py", f"--out_dir={d}", *TINY_SFT], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return str(d / "ckpt.pt")
-
-
 def run_ppo(*args):
     return subprocess.run([sys.executable, "train_ppo.py", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=180)

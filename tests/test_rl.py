@@ -145,3 +145,42 @@ def test_logprobs_entropy_and_diagnostics():
     ret = torch.randn(2, 3)
     assert math.isclose(rl.explained_variance(ret, ret, m).item(), 1.0)
     assert abs(rl.explained_variance(torch.zeros(2, 3) + ret.mean(), ret, m).item()) < 1e-5
+
+
+# ---- group baselines (GRPO, Dr.GRPO, RLOO, REINFORCE) and loss aggregation
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])          # two groups of 4; the second has no signal
+    std = math.sqrt(4 * 0.25 / 3)                                       # unbiased std of (1, 0, 0, 1)
+    a = 0.5 / (std + 1e-6)
+    torch.testing.assert_close(rl.group_advantages(r, 4), torch.tensor([a, -a, -a, a, 0, 0, 0, 0]))
+    torch.testing.assert_close(rl.group_advantages(r, 4, scale=False),   # Dr.GRPO / REINFORCE: r - mean
+                               torch.tensor([0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0]))
+    # RLOO: 1 - (0 + 0 + 1) / 3 = 2/3 ; 0 - (1 + 0 + 1) / 3 = -2/3
+    torch.testing.assert_close(rl.rloo_advantages(r, 4), torch.tensor([2, -2, -2, 2, 0, 0, 0, 0]) / 3)
+
+
+def test_rloo_matches_a_slow_leave_one_out_loop():
+    r, G = torch.rand(12), 3
+    slow = torch.tensor([r[i] - sum(r[j] for j in range(i // G * G, i // G * G + G) if j != i) / (G - 1)
+                         for i in range(12)])
+    torch.testing.assert_close(rl.rloo_advantages(r, G), slow)
+    torch.testing.assert_close(rl.rloo_advantages(r, G), G / (G - 1) * rl.group_advantages(r, G, scale=False))
+
+
+def test_aggregate_by_hand():
+    loss = torch.tensor([[1.0, 2.0, 9.0], [3.0, 9.0, 9.0]])
+    m = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert rl.aggregate(loss, m, "token-mean").item() == pytest.approx(6 / 3)           # (1 + 2 + 3) / 3 tokens
+    assert rl.aggregate(loss, m, "seq-mean").item() == pytest.approx((1.5 + 3) / 2)     # per answer, then mean
+    assert rl.aggregate(loss, m, "seq-sum-const", max_len=4).item() == pytest.approx(6 / (2 * 4))
+    with pytest.raises(ValueError, match="unknown loss aggregation"):
+        rl.aggregate(loss, m, "median")
+
+
+def test_on_policy_clipped_loss_has_the_reinforce_gradient():
+    logp = torch.randn(4, 5, requires_grad=True)
+    A, m = torch.randn(4, 1).expand(4, 5), (torch.rand(4, 5) > 0.3).float()
+    g_ppo, = torch.autograd.grad(rl.ppo_policy_loss(logp, logp.detach(), A, m)[0], logp)
+    g_pg, = torch.autograd.grad(rl.masked_mean(-A * logp, m), logp)                  # -A grad log pi
+    torch.testing.assert_close(g_ppo, g_pg)

@@ -1,0 +1,220 @@
+"""Stage 3 — the group-baseline family: GRPO, Dr.GRPO, RLOO and REINFORCE. No critic: a completion's baseline is the
+other completions of the same prompt.
+
+    python train_grpo.py                      # GRPO from out/sft/ckpt.pt (trained first if missing) -> out/grpo/
+    python train_grpo.py --dr_grpo           # Dr.GRPO: no std division, a constant length normaliser
+    python train_grpo.py --algo=rloo         # leave-one-out baseline
+    python train_grpo.py --algo=reinforce    # group-mean baseline, no clip, no KL (nanochat's recipe)
+
+One iteration: sample `group_size` completions for each of `prompts_per_iter` fresh problems, score them (one number
+each), turn the scores into advantages within each group, then `epochs` passes of the loss below.
+
+               advantage A_i (on every token of o_i)    loss over tokens (rl.aggregate)   clip   KL (k3) in the loss
+  grpo         (r_i - mean_g r) / std_g r               seq-mean: 1/|o_i| per answer       yes    kl_coef
+  --dr_grpo    r_i - mean_g r                           seq-sum-const: 1/max_new_tokens    yes    kl_coef
+  rloo         r_i - mean_{j != i} r_j                  token-mean                         yes    kl_coef
+  reinforce    r_i - mean_g r                           token-mean                         no     no
+
+A group whose completions all score the same has A = 0 everywhere: no signal. The log reports that fraction
+(`zero_signal_groups`) and the length of wrong answers (`len_wrong`), which GRPO's 1/|o_i| lets grow (Liu et al. 2025).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from nanoreason import rl
+from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.evaluate import evaluate_and_show
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.rewards import parse_weights
+from nanoreason.rollouts import collect, completion_forward
+from nanoreason.tasks import generate, stream
+from nanoreason.training import check_finite, linear, pick_device
+
+ALGOS = ("grpo", "rloo", "reinforce")
+
+
+@dataclass
+class GRPOConfig:
+    out_dir: str = "out/grpo"
+    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    seed: int = 0
+    algo: str = "grpo"                    # grpo, rloo or reinforce (see the table above)
+    dr_grpo: bool = False                 # with algo=grpo: Dr.GRPO's advantage and normaliser
+    rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (one number per completion)
+    iters: int = 150
+    prompts_per_iter: int = 16
+    group_size: int = 4                   # completions per prompt; the batch is prompts_per_iter * group_size
+    max_new_tokens: int = 64
+    temperature: float = 1.0              # linear schedule temperature -> temperature_end
+    temperature_end: float = 1.0
+    epochs: int = 1                       # passes over the batch; 1 = on-policy (the ratio is 1, clip is inactive)
+    minibatch_size: int = 64              # completions per optimizer step
+    lr: float = 3e-4
+    warmup_iters: int = 5
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0                  # k3 KL to the start in the loss (GRPO paper: 0.04; Dr.GRPO, DAPO: 0)
+    ent_coef: float = 0.0                 # linear schedule ent_coef -> ent_coef_end (entropy bonus)
+    ent_coef_end: float = 0.0
+    grad_clip: float = 1.0
+    eval_interval: int = 25
+    eval_problems: int = 256
+    show_samples: int = 2
+    resume: bool = False
+    device: str = "auto"
+
+    def __post_init__(self):
+        self.weights = parse_weights(self.rewards)
+        check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose from {', '.join(ALGOS)}")
+        check(not self.dr_grpo or self.algo == "grpo", f"--dr_grpo modifies algo=grpo, not algo={self.algo}")
+        check(self.group_size >= 2, f"group_size must be >= 2 for a group baseline (got {self.group_size}): "
+                                    "a group of one is its own baseline and has no signal")
+        check(self.algo != "reinforce" or (self.epochs == 1 and self.kl_coef == 0),
+              "algo=reinforce is on-policy without a KL term: it needs epochs=1 and kl_coef=0")
+        check(self.iters > 0 and self.prompts_per_iter > 0 and self.epochs > 0 and self.warmup_iters > 0,
+              "iters, prompts_per_iter, epochs and warmup_iters must be > 0")
+        check(0 < self.minibatch_size, f"minibatch_size must be > 0, got {self.minibatch_size}")
+        check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+        check(self.lr > 0 and self.temperature > 0 and self.temperature_end > 0, "lr and temperatures must be > 0")
+
+    @property
+    def batch_size(self) -> int:
+        return self.prompts_per_iter * self.group_size
+
+
+def advantages(rewards, cfg: GRPOConfig):
+    """(B,) sequence rewards -> (B,) advantages, per the table above."""
+    if cfg.algo == "rloo":
+        return rl.rloo_advantages(rewards, cfg.group_size)
+    return rl.group_advantages(rewards, cfg.group_size, scale=cfg.algo == "grpo" and not cfg.dr_grpo)
+
+
+def group_stats(b, rewards, G: int) -> dict:
+    """What the group methods are judged by: groups with no signal, and how long right and wrong answers are."""
+    lengths, right = b.completion_mask.sum(1), b.correct.bool()
+    r = rewards.view(-1, G)
+    return dict(zero_signal_groups=(r.max(1).values == r.min(1).values).float().mean().item(),
+                len_correct=lengths[right].mean().item() if right.any() else float("nan"),
+                len_wrong=lengths[~right].mean().item() if (~right).any() else float("nan"))
+
+
+def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coef: float, it: int) -> list[float]:
+    """`epochs` passes over minibatches; returns the mean of [policy loss, KL to the start, entropy, clip fraction]."""
+    m, n = b.completion_mask, b.ids.shape[0]
+    agg = {"grpo": "seq-sum-const" if cfg.dr_grpo else "seq-mean", "rloo": "token-mean", "reinforce": "token-mean"}[cfg.algo]
+    off_policy = cfg.epochs > 1 or cfg.minibatch_size < n           # later steps need the sampling policy's log-probs
+    with torch.no_grad():
+        old_logp = completion_forward(policy, b.ids, b.mask, b.P, temp, False)[0] if off_policy else None
+        ref_logp = completion_forward(ref, b.ids, b.mask, b.P, temp, False)[0] if cfg.kl_coef else None
+    policy.train()
+    stats = []
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(n).split(cfg.minibatch_size):
+            mm = m[idx]
+            logp, ent, _ = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
+            A = adv[idx, None] * mm                                            # (b, T): A_i on every token of o_i
+            if cfg.algo == "reinforce":                                        # L = -mean_t A_i log pi(o_it)
+                pg, clipfrac = rl.aggregate(-A * logp, mm, agg), torch.zeros(())
+            else:
+                old = old_logp[idx] if off_policy else logp.detach()
+                pg, clipfrac = rl.ppo_policy_loss(logp, old, A, mm, cfg.clip_eps, agg=agg, max_len=cfg.max_new_tokens)
+            kl = rl.kl_loss(logp, ref_logp[idx], mm, "k3") if cfg.kl_coef else torch.zeros(())
+            entropy = rl.masked_mean(ent, mm)
+            loss = pg + cfg.kl_coef * kl - ent_coef * entropy
+            check_finite(loss, it, f"{cfg.algo} loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            optimizer.step()
+            stats.append([pg.item(), kl.item(), entropy.item(), clipfrac.item()])
+    return torch.tensor(stats).mean(0).tolist()
+
+
+def train(cfg: GRPOConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    name = "dr_grpo" if cfg.dr_grpo else cfg.algo
+
+    # ---- build: policy, frozen start (for the KL term), optimizer
+    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    t0 = time.time()
+    ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    test = generate(cfg.eval_problems, "test", task_seed, task)
+    start, wall_before, acc_before = 0, 0.0, None
+    if cfg.resume:
+        ck = resume(ckpt_path, tok, policy, optimizer)
+        start, wall_before, acc_before = ck["step"], ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
+    else:
+        set_aside(ckpt_path)
+    print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
+          f"{cfg.group_size} samples per iteration; device {device}")
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
+
+    def evaluate(it):
+        acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
+        log.log(step=it, accuracy=acc, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
+        return acc
+
+    if acc_before is None:
+        acc_before = evaluate(0)
+    acc = acc_before
+    gen = torch.Generator(device=device)
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=name)
+    for it in bar:
+        frac = it / max(1, cfg.iters - 1)
+        temp = linear(cfg.temperature, cfg.temperature_end, frac)
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (it + 1) / cfg.warmup_iters)
+        torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
+        gen.manual_seed(cfg.seed * 1_000_003 + it)
+
+        # ---- rollouts: G completions per prompt, next to each other
+        problems_it = stream("train", seed=cfg.seed * 1_000_003 + it, cfg=task)
+        problems = [p for p in (next(problems_it) for _ in range(cfg.prompts_per_iter)) for _ in range(cfg.group_size)]
+        policy.eval()
+        b = collect(policy, tok, problems, cfg.weights, "none", cfg.max_new_tokens, temp, gen)
+        rewards = b.scores.sum(1)                                        # (B,) one number per completion
+        # ---- group advantages, then the update
+        adv = advantages(rewards, cfg)
+        s = update(policy, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
+        row = dict(step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
+                   train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
+                   **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
+                   temperature=temp, wall=wall_before + time.time() - t0)
+        log.log(**row)
+        bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
+        if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
+            acc = evaluate(it + 1)
+            extra = {"wall_seconds": wall_before + time.time() - t0, "accuracy_before": acc_before}
+            save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
+                            {**dataclasses.asdict(task), **dataclasses.asdict(cfg)}, extra=extra)
+
+    wall = wall_before + time.time() - t0
+    plot_curves(os.path.join(cfg.out_dir, f"{name}.png"), log.rows,
+                [("held-out / train accuracy", ["accuracy", "train_accuracy"]),
+                 ("groups with no signal", ["zero_signal_groups"]),
+                 ("answer length (tokens)", ["len_correct", "len_wrong"]), ("entropy", ["entropy"])],
+                title=f"{name}: held-out accuracy {acc_before:.1%} -> {acc:.1%}")
+    summary = {"algo": name, "accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
+               "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
+               "samples": cfg.iters * cfg.batch_size, "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: {name} held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(GRPOConfig)))
