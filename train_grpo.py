@@ -36,8 +36,8 @@ from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import parse_weights
-from nanoreason.rollouts import collect, completion_forward
-from nanoreason.tasks import generate, stream
+from nanoreason.rollouts import completion_forward, sample_groups
+from nanoreason.tasks import generate
 from nanoreason.training import check_finite, linear, pick_device
 
 ALGOS = ("grpo", "rloo", "reinforce")
@@ -179,13 +179,10 @@ def train(cfg: GRPOConfig) -> dict:
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * min(1.0, (it + 1) / cfg.warmup_iters)
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
-        gen.manual_seed(cfg.seed * 1_000_003 + it)
 
         # ---- rollouts: G completions per prompt, next to each other
-        problems_it = stream("train", seed=cfg.seed * 1_000_003 + it, cfg=task)
-        problems = [p for p in (next(problems_it) for _ in range(cfg.prompts_per_iter)) for _ in range(cfg.group_size)]
-        policy.eval()
-        b = collect(policy, tok, problems, cfg.weights, "none", cfg.max_new_tokens, temp, gen)
+        _, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size,
+                                    cfg.seed * 1_000_003 + it, cfg.weights, cfg.max_new_tokens, temp, gen)
         rewards = b.scores.sum(1)                                        # (B,) one number per completion
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint, set_aside
@@ -27,7 +26,7 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
 from nanoreason.tokenizer import Tokenizer
-from nanoreason.training import check_finite, cosine_lr, make_optimizer, pick_device
+from nanoreason.training import check_finite, completion_batch, cosine_lr, make_optimizer, pick_device, sft_loss
 
 
 @dataclass
@@ -91,25 +90,9 @@ RESUME_FIELDS = ("seed", "min_steps", "max_steps", "max_value", "max_factor", "o
 
 
 def sft_batch(tok: Tokenizer, problems, block_size: int):
-    """Right-padded (x, y) for next-token training; y = -1 on question tokens and padding (no loss there)."""
-    rows = []
-    for p in problems:
-        q, a = tok.encode(prompt_text(p.question)), tok.encode(p.solution) + [tok.eot_id]
-        ids = (q + a)[:block_size + 1]
-        rows.append((ids, len(q)))
-    T = max(len(ids) for ids, _ in rows) - 1
-    x = torch.full((len(rows), T), tok.eot_id, dtype=torch.long)
-    y = torch.full((len(rows), T), -1, dtype=torch.long)
-    for i, (ids, nq) in enumerate(rows):
-        ids = torch.tensor(ids)
-        x[i, :len(ids) - 1] = ids[:-1]
-        y[i, nq - 1:len(ids) - 1] = ids[nq:]          # predict only solution tokens (and the final eot)
-    return x, y
-
-
-def sft_loss(model: GPT, x, y):
-    logits = model(x)                                                  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
+    """Problems -> right-padded (x, y): the question is the prompt, the reference solution the completion to learn."""
+    return completion_batch(tok, [(tok.encode(prompt_text(p.question)), tok.encode(p.solution)) for p in problems],
+                            block_size)
 
 
 def data(cfg: SFTConfig):

@@ -16,12 +16,13 @@ def prompt_text(question: str) -> str:
 
 
 def solve(model: GPT, tok: Tokenizer, questions: list[str], max_new_tokens: int = 96, batch_size: int = 256,
-          **sampling) -> list[str]:
-    """Completions (decoded text) for `questions`; greedy unless sampling options say otherwise."""
+          prefix: list[int] = (), **sampling) -> list[str]:
+    """Completions (decoded text) for `questions`; greedy unless sampling options say otherwise. `prefix`: token ids
+    put before every prompt (a control token: return-conditioned RL asks for a correct answer with it)."""
     sampling.setdefault("greedy", True)
     out = []
     for i in range(0, len(questions), batch_size):
-        prompts = [tok.encode(prompt_text(q)) for q in questions[i:i + batch_size]]
+        prompts = [list(prefix) + tok.encode(prompt_text(q)) for q in questions[i:i + batch_size]]
         r = generate(model, prompts, max_new_tokens, tok.eot_id, **sampling)
         out += [tok.decode(ids) for ids in r.completion_ids()]
     return out

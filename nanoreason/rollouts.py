@@ -17,7 +17,7 @@ from nanoreason.model import GPT
 from nanoreason.rewards import compound_reward, format_reward, outcome_reward, step_end_tokens, token_rewards
 from nanoreason.rl import entropy_from_logits, token_logprobs
 from nanoreason.sampling import Rollout, generate
-from nanoreason.tasks import split_steps
+from nanoreason.tasks import split_steps, stream
 from nanoreason.tokenizer import Tokenizer
 
 
@@ -37,8 +37,10 @@ class Batch:
 
 @torch.no_grad()
 def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str = "none", max_new_tokens: int = 64,
-            temperature: float = 1.0, generator=None) -> Batch:
-    prompts = [tok.encode(prompt_text(p.question)) for p in problems]
+            temperature: float = 1.0, generator=None, prefix: list[int] = ()) -> Batch:
+    """Sample one completion per problem (repeat a problem for several), decode it and put its rewards on tokens.
+    `prefix`: token ids before every prompt (e.g. a control token)."""
+    prompts = [list(prefix) + tok.encode(prompt_text(p.question)) for p in problems]
     r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator)
     ids, mask = r.sequences()
     T = r.completion.shape[1]
@@ -55,6 +57,18 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
                  torch.tensor([outcome_reward(p, t) for p, t in zip(problems, texts)], device=dev),
                  torch.tensor([format_reward(t) for t in texts], device=dev),
                  torch.tensor([float(len(split_steps(t))) for t in texts], device=dev), texts)
+
+
+def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, seed: int, weights: dict,
+                  max_new_tokens: int, temperature: float, generator, prefix: list[int] = ()):
+    """k completions for each of `n_problems` fresh training problems drawn with `seed`, the k of a problem next to
+    each other: (problems, each repeated k times; their Batch). Sampling is seeded by `seed` too: a round is
+    reproducible on its own."""
+    it = stream("train", seed=seed, cfg=task)
+    problems = [p for p in (next(it) for _ in range(n_problems)) for _ in range(k)]
+    generator.manual_seed(seed)
+    policy.eval()
+    return problems, collect(policy, tok, problems, weights, "none", max_new_tokens, temperature, generator, prefix)
 
 
 def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, with_entropy: bool = True):

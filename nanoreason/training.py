@@ -1,9 +1,11 @@
-"""Small pieces every train_*.py script shares: device choice, optimizer, schedules, the non-finite loss guard."""
+"""Small pieces every train_*.py script shares: device choice, optimizer, schedules, the non-finite loss guard, and
+the supervised loss on completions (SFT, expert iteration, return-conditioned RL, distillation data)."""
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 from nanoreason.config import ConfigError
 
@@ -41,3 +43,45 @@ def linear(start: float, end: float, frac: float) -> float:
 def check_finite(loss: torch.Tensor, step: int, what: str = "loss"):
     if not torch.isfinite(loss).all():
         raise NonFiniteLoss(f"{what} became {loss.item()} at step {step}; stopping. The last good checkpoint is kept.")
+
+
+def completion_batch(tok, examples, block_size: int):
+    """(prompt ids, completion ids) pairs -> right-padded (x, y) for next-token training, end-of-text appended to each
+    completion; y = -1 on prompt tokens and padding, so only the completion is learned."""
+    rows = []
+    for q, a in examples:
+        ids = (list(q) + list(a) + [tok.eot_id])[:block_size + 1]
+        rows.append((ids, len(q)))
+    T = max(len(ids) for ids, _ in rows) - 1
+    x = torch.full((len(rows), T), tok.eot_id, dtype=torch.long)
+    y = torch.full((len(rows), T), -1, dtype=torch.long)
+    for i, (ids, nq) in enumerate(rows):
+        ids = torch.tensor(ids)
+        x[i, :len(ids) - 1] = ids[:-1]
+        y[i, nq - 1:len(ids) - 1] = ids[nq:]          # predict only completion tokens (and the final eot)
+    return x, y
+
+
+def sft_loss(model, x, y):
+    """Mean next-token cross-entropy over the positions where y != -1."""
+    logits = model(x)                                                  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
+
+
+def finetune(model, optimizer, tok, examples, epochs: int, batch_size: int, grad_clip: float = 1.0,
+             step: int = 0) -> list[float]:
+    """`epochs` shuffled passes of the SFT loss over (prompt ids, completion ids) pairs; returns the batch losses."""
+    model.train()
+    losses = []
+    for _ in range(epochs):
+        for idx in torch.randperm(len(examples)).split(batch_size):
+            x, y = completion_batch(tok, [examples[i] for i in idx], model.cfg.block_size)
+            dev = next(model.parameters()).device
+            loss = sft_loss(model, x.to(dev), y.to(dev))
+            check_finite(loss, step, "fine-tuning loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+    return losses

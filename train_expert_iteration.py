@@ -1,0 +1,119 @@
+"""Stage 3b — expert iteration (rejection-sampling fine-tuning): sample, keep what a verifier accepts, imitate it.
+
+    python train_expert_iteration.py                    # from out/sft/ckpt.pt -> out/expert_iteration/
+    python train_expert_iteration.py --verify=steps     # keep only answers whose every step the oracle accepts
+
+One round (Anthony et al. 2017; STaR, Zelikman et al. 2022; ReST-EM, Singh et al. 2023; Havrilla et al. 2024):
+  1. sample `k` completions for each of `problems_per_round` fresh training problems;
+  2. keep the verified-correct ones (`verify=outcome`: the final answer; `verify=steps`: the answer and every step),
+     dropping duplicates of the same completion for the same problem;
+  3. fine-tune on the kept set with the SFT loss (`epochs` passes), then repeat with the improved model.
+No reward model, no critic, no advantage: the only RL ingredient is that the model trains on its own filtered samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from nanoreason.checkpoint import load_start, save_checkpoint, set_aside
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.evaluate import evaluate_and_show, prompt_text
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.rollouts import sample_groups
+from nanoreason.tasks import check_steps, generate
+from nanoreason.training import finetune, pick_device
+
+
+@dataclass
+class EIConfig:
+    out_dir: str = "out/expert_iteration"
+    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    seed: int = 0
+    rounds: int = 8
+    problems_per_round: int = 256
+    k: int = 4                            # samples per problem
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    verify: str = "outcome"               # outcome: the final answer is right; steps: ... and every step is
+    epochs: int = 1                       # passes over each round's kept set
+    batch_size: int = 32
+    lr: float = 1e-4
+    eval_problems: int = 256
+    show_samples: int = 2
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(self.k >= 1, f"k (samples per problem) must be >= 1, got {self.k}")
+        check(self.rounds > 0 and self.problems_per_round > 0 and self.epochs > 0 and self.batch_size > 0,
+              "rounds, problems_per_round, epochs and batch_size must be > 0")
+        check(self.verify in ("outcome", "steps"), f"verify must be 'outcome' or 'steps', got {self.verify!r}")
+        check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
+
+
+def keep_verified(problems, texts, correct, verify: str) -> list[tuple]:
+    """The accepted (problem, completion) pairs, each distinct completion of a problem once."""
+    kept, seen = [], set()
+    for p, t, c in zip(problems, texts, correct):
+        ok = bool(c) and (verify == "outcome" or all(check_steps(p, t)))
+        if ok and (p.question, t) not in seen:
+            seen.add((p.question, t))
+            kept.append((p, t))
+    return kept
+
+
+def train(cfg: EIConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    set_aside(ckpt_path)
+
+    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    t0 = time.time()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    test = generate(cfg.eval_problems, "test", task_seed, task)
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)
+    log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
+    acc, gen, samples = acc_before, torch.Generator(device=device), 0
+    for rnd in tqdm(range(cfg.rounds), desc="expert iteration"):
+        torch.manual_seed(cfg.seed * 1_000_003 + rnd)
+        # ---- 1. sample k per problem
+        problems, b = sample_groups(policy, tok, task, cfg.problems_per_round, cfg.k, cfg.seed * 1_000_003 + rnd,
+                                    {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen)
+        samples += len(problems)
+        # ---- 2. keep the verified ones, deduplicated
+        kept = keep_verified(problems, b.texts, b.correct.tolist(), cfg.verify)
+        # ---- 3. imitate them
+        examples = [(tok.encode(prompt_text(p.question)), tok.encode(t)) for p, t in kept]
+        losses = finetune(policy, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd) if examples else []
+        acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples)
+        log.log(step=rnd + 1, samples=samples, train_accuracy=b.correct.mean().item(), kept=len(kept),
+                solved=len({p.question for p, _ in kept}) / cfg.problems_per_round,
+                loss=sum(losses) / max(1, len(losses)), accuracy=acc, wall=time.time() - t0)
+        save_checkpoint(ckpt_path, policy, tok, optimizer, rnd + 1,
+                        {**dataclasses.asdict(task), **dataclasses.asdict(cfg)},
+                        extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before})
+
+    wall = time.time() - t0
+    plot_curves(os.path.join(cfg.out_dir, "expert_iteration.png"), log.rows,
+                [("held-out / sampled accuracy", ["accuracy", "train_accuracy"]),
+                 ("problems with a kept solution", ["solved"])],
+                title=f"expert iteration: held-out accuracy {acc_before:.1%} -> {acc:.1%}", x="samples")
+    summary = {"algo": "expert_iteration", "accuracy_before": acc_before, "accuracy_after": acc,
+               "gain": acc - acc_before, "eval_problems": len(test), "wall_seconds": round(wall, 1),
+               "samples": samples, "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: expert iteration held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(EIConfig)))

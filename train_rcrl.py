@@ -1,0 +1,108 @@
+"""Stage 3c — return-conditioned RL (RCRL): learn from every sample, right or wrong, by telling the model which it is.
+
+    python train_rcrl.py                     # from out/sft/ckpt.pt -> out/rcrl/
+
+One round (decision-transformer style, as compared by Havrilla et al. 2024; also "reward-conditioned" SFT, Lu et
+al.'s Quark, and SteerLM):
+  1. sample `k` completions for each of `problems_per_round` fresh training problems (from round 2 on, asking for a
+     correct one with the control token);
+  2. tag each with its return through a control token before the prompt: <|correct|> or <|incorrect|>;
+  3. fine-tune on all of them with the SFT loss on the completion (the tag is context, like the question).
+At test time the prompt starts with <|correct|>: the model is asked for the kind of answer it has seen rewarded.
+Unlike expert iteration, wrong samples are used too: they teach what an <|incorrect|> answer looks like.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from nanoreason.checkpoint import load_start, save_checkpoint, set_aside
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.evaluate import evaluate_and_show, prompt_text
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.rollouts import sample_groups
+from nanoreason.tasks import generate
+from nanoreason.training import finetune, pick_device
+
+
+@dataclass
+class RCRLConfig:
+    out_dir: str = "out/rcrl"
+    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    seed: int = 0
+    rounds: int = 8
+    problems_per_round: int = 256
+    k: int = 4                            # samples per problem
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 1e-4
+    eval_problems: int = 256
+    show_samples: int = 2
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(self.k >= 1, f"k (samples per problem) must be >= 1, got {self.k}")
+        check(self.rounds > 0 and self.problems_per_round > 0 and self.epochs > 0 and self.batch_size > 0,
+              "rounds, problems_per_round, epochs and batch_size must be > 0")
+        check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
+
+
+def train(cfg: RCRLConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    set_aside(ckpt_path)
+
+    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    good, bad = tok.special_ids["<|correct|>"], tok.special_ids["<|incorrect|>"]
+    t0 = time.time()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    test = generate(cfg.eval_problems, "test", task_seed, task)
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)            # the start: no tag yet
+    log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
+    acc, gen, samples = acc_before, torch.Generator(device=device), 0
+    for rnd in tqdm(range(cfg.rounds), desc="rcrl"):
+        torch.manual_seed(cfg.seed * 1_000_003 + rnd)
+        # ---- 1. sample k per problem, asking for a correct answer once the model knows the tag
+        problems, b = sample_groups(policy, tok, task, cfg.problems_per_round, cfg.k, cfg.seed * 1_000_003 + rnd,
+                                    {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen,
+                                    prefix=[good] if rnd > 0 else [])
+        samples += len(problems)
+        # ---- 2. tag every sample with its return; 3. fine-tune on all of them
+        examples = [([good if c else bad] + tok.encode(prompt_text(p.question)), tok.encode(t))
+                    for p, t, c in zip(problems, b.texts, b.correct.tolist())]
+        losses = finetune(policy, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd)
+        acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples, prefix=[good])
+        log.log(step=rnd + 1, samples=samples, train_accuracy=b.correct.mean().item(),
+                loss=sum(losses) / len(losses), accuracy=acc, wall=time.time() - t0)
+        save_checkpoint(ckpt_path, policy, tok, optimizer, rnd + 1,
+                        {**dataclasses.asdict(task), **dataclasses.asdict(cfg)},
+                        extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before,
+                               "prefix": [good]})
+
+    wall = time.time() - t0
+    plot_curves(os.path.join(cfg.out_dir, "rcrl.png"), log.rows,
+                [("held-out (asked for <|correct|>) / sampled accuracy", ["accuracy", "train_accuracy"]),
+                 ("fine-tuning loss", ["loss"])],
+                title=f"return-conditioned RL: held-out accuracy {acc_before:.1%} -> {acc:.1%}", x="samples")
+    summary = {"algo": "rcrl", "accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
+               "eval_problems": len(test), "wall_seconds": round(wall, 1), "samples": samples,
+               "prefix": [good], "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: RCRL held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(RCRLConfig)))
