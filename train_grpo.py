@@ -5,6 +5,8 @@ other completions of the same prompt.
     python train_grpo.py --dr_grpo           # Dr.GRPO: no std division, a constant length normaliser
     python train_grpo.py --algo=rloo         # leave-one-out baseline
     python train_grpo.py --algo=reinforce    # group-mean baseline, no clip, no KL (nanochat's recipe)
+    python train_grpo.py --init=scratch --rewards=outcome=1,format=0.5 --temperature=1.2 --temperature_end=0.8 \
+        --ent_coef=0.01 --out_dir=out/pure_rl                # "pure RL" from a model that never saw a solution
 
 One iteration: sample `group_size` completions for each of `prompts_per_iter` fresh problems, score them (one number
 each), turn the scores into advantages within each group, then `epochs` passes of the loss below.
@@ -34,6 +36,7 @@ from nanoreason import rl
 from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
+from nanoreason.model import GPT
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
@@ -47,6 +50,8 @@ ALGOS = ("grpo", "rloo", "reinforce")
 class GRPOConfig:
     out_dir: str = "out/grpo"
     sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    init: str = "sft"                     # sft: start from sft_ckpt; scratch: "pure RL" (R1-Zero style) from a
+                                          # random model of the same shape and tokenizer that never saw a solution
     seed: int = 0
     algo: str = "grpo"                    # grpo, rloo or reinforce (see the table above)
     dr_grpo: bool = False                 # with algo=grpo: Dr.GRPO's advantage and normaliser
@@ -74,6 +79,7 @@ class GRPOConfig:
 
     def __post_init__(self):
         self.weights = parse_weights(self.rewards)
+        check(self.init in ("sft", "scratch"), f"init must be 'sft' or 'scratch', got {self.init!r}")
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose from {', '.join(ALGOS)}")
         check(not self.dr_grpo or self.algo == "grpo", f"--dr_grpo modifies algo=grpo, not algo={self.algo}")
         check(self.group_size >= 2, f"group_size must be >= 2 for a group baseline (got {self.group_size}): "
@@ -149,6 +155,8 @@ def train(cfg: GRPOConfig) -> dict:
 
     # ---- build: policy, frozen start (for the KL term), optimizer
     policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    if cfg.init == "scratch":                                  # keep the tokenizer and the task, forget the weights
+        policy = GPT(policy.cfg).to(device)
     t0 = time.time()
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)

@@ -26,6 +26,17 @@ class ControlConfig:
     seconds: float = 0.0          # 0 = PPO's wall time from ppo_summary
 
 
+def continued_sft(sft_ckpt: str, out_dir: str, seconds: float = 0.0, iters: int = 10**9) -> dict:
+    """Continue the SFT run in `sft_ckpt` (weights, optimizer, task) at the rate its schedule ended on, for `seconds`
+    of wall time or `iters` steps, whichever comes first; returns train_sft's summary."""
+    sft = load_checkpoint(sft_ckpt)["config"]
+    keep = {k: v for k, v in sft.items() if k in SFTConfig.__dataclass_fields__ and k not in
+            ("out_dir", "resume", "init_from", "time_limit", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval")}
+    lr = sft.get("min_lr", 3e-4)
+    return train(SFTConfig(**keep, out_dir=out_dir, init_from=sft_ckpt, time_limit=seconds, max_iters=iters,
+                           lr=lr, min_lr=lr, warmup_iters=1, eval_interval=10**9))
+
+
 def main(c: ControlConfig):
     ppo = {}
     if os.path.exists(c.ppo_summary):
@@ -33,12 +44,7 @@ def main(c: ControlConfig):
     seconds = c.seconds or ppo.get("wall_seconds", 0)
     if not seconds:
         raise ConfigError(f"{c.ppo_summary}: not found; run train_ppo.py first or pass --seconds")
-    sft = load_checkpoint(c.sft_ckpt)["config"]
-    keep = {k: v for k, v in sft.items() if k in SFTConfig.__dataclass_fields__ and k not in
-            ("out_dir", "resume", "init_from", "time_limit", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval")}
-    lr = sft.get("min_lr", 3e-4)                  # continue at the rate the SFT schedule ended on
-    s = train(SFTConfig(**keep, out_dir=c.out_dir, init_from=c.sft_ckpt, time_limit=seconds, max_iters=10**9,
-                        lr=lr, min_lr=lr, warmup_iters=1, eval_interval=10**9))
+    s = continued_sft(c.sft_ckpt, c.out_dir, seconds=seconds)
     s.update(ppo_accuracy_before=ppo.get("accuracy_before"), ppo_accuracy_after=ppo.get("accuracy_after"),
              seconds=seconds)
     json.dump(s, open(os.path.join(c.out_dir, "summary.json"), "w"), indent=2)

@@ -184,3 +184,28 @@ def test_on_policy_clipped_loss_has_the_reinforce_gradient():
     g_ppo, = torch.autograd.grad(rl.ppo_policy_loss(logp, logp.detach(), A, m)[0], logp)
     g_pg, = torch.autograd.grad(rl.masked_mean(-A * logp, m), logp)                  # -A grad log pi
     torch.testing.assert_close(g_ppo, g_pg)
+
+
+# ---- test-time metrics
+
+def test_pass_at_k_matches_enumeration_and_majority_vote_by_hand():
+    from itertools import combinations
+
+    from nanoreason.search import majority_answer, pass_at_k
+    n, c = 6, 2
+    for k in (1, 2, 3, 5):
+        draws = list(combinations([1] * c + [0] * (n - c), k))
+        assert pass_at_k(n, c, k) == pytest.approx(sum(any(d) for d in draws) / len(draws))
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 1, 4) == 1.0
+    assert majority_answer([3, None, 5, 5, 3, None, None]) == 3          # tie 3 vs 5: the first seen wins
+    assert majority_answer([None, None]) is None
+
+
+def test_k_larger_than_the_samples_is_a_clear_error():
+    from nanoreason.config import ConfigError
+    from nanoreason.search import pass_at_k, sample_metrics
+    from nanoreason.tasks import Problem
+    with pytest.raises(ConfigError, match="1 <= k <= n"):
+        pass_at_k(4, 1, 8)
+    with pytest.raises(ConfigError, match="k=8 is larger than the 4 samples"):
+        sample_metrics([Problem("q", "#### 1", 1)], [[1, 2, 1, None]], 8)

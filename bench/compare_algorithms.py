@@ -1,0 +1,129 @@
+"""Every algorithm from one SFT start at the same number of sampled completions, side by side.
+
+    python bench/compare_algorithms.py                      # 8192 completions each; ~20 min on 2 CPU cores
+    python bench/compare_algorithms.py --samples=2048 --algos=grpo,expert_iteration
+
+For each algorithm it runs the stage's own train() with the budget turned into iterations or rounds, then scores the
+result on the same held-out problems: maj@1 (greedy), maj@k and pass@k (k samples at `temperature`, the unbiased
+estimator). The continued-SFT control trains on as many reference solutions as the others sample completions.
+Writes out/compare/{results.json, table.md, accuracy_vs_samples.png}.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataclasses import dataclass  # noqa: E402
+
+import torch  # noqa: E402
+
+from bench.sft_control import continued_sft  # noqa: E402
+from nanoreason.checkpoint import load_model, load_start  # noqa: E402
+from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
+from nanoreason.evaluate import accuracy  # noqa: E402
+from nanoreason.report import read_jsonl  # noqa: E402
+from nanoreason.search import sample_answers, sample_metrics  # noqa: E402
+from nanoreason.tasks import generate  # noqa: E402
+
+ALGOS = ("ppo", "grpo", "dr_grpo", "rloo", "reinforce", "expert_iteration", "rcrl", "sft_control")
+
+
+@dataclass
+class CompareConfig:
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    out_dir: str = "out/compare"
+    samples: int = 8192               # sampled completions per algorithm (the control: reference solutions)
+    algos: str = ",".join(ALGOS)
+    k: int = 8                        # samples per test problem for maj@k and pass@k
+    temperature: float = 1.0
+    eval_problems: int = 256
+    seed: int = 0
+
+
+def run_algo(name: str, c: CompareConfig) -> tuple[str, dict]:
+    """Train `name` from the shared start with the sample budget; returns (its checkpoint, its summary)."""
+    d = os.path.join(c.out_dir, name)
+    common = dict(sft_ckpt=c.sft_ckpt, out_dir=d, seed=c.seed, eval_problems=c.eval_problems)
+    if name == "ppo":
+        from train_ppo import PPOConfig, train
+        s = train(PPOConfig(**common, iters=c.samples // 64, batch_size=64, eval_interval=10**9))
+    elif name in ("grpo", "dr_grpo", "rloo", "reinforce"):
+        from train_grpo import GRPOConfig, train
+        algo = "grpo" if name == "dr_grpo" else name
+        s = train(GRPOConfig(**common, algo=algo, dr_grpo=name == "dr_grpo", iters=c.samples // 64,
+                             prompts_per_iter=16, group_size=4, eval_interval=10**9))
+    elif name in ("expert_iteration", "rcrl"):                    # rounds of 256 problems x 4 samples
+        from train_expert_iteration import EIConfig, train
+        from train_rcrl import RCRLConfig, train as train_rcrl
+        rounds = max(1, c.samples // 1024)
+        cfg = dict(**common, rounds=rounds, problems_per_round=c.samples // (4 * rounds), k=4)
+        s = train(EIConfig(**cfg)) if name == "expert_iteration" else train_rcrl(RCRLConfig(**cfg))
+    else:
+        s = continued_sft(c.sft_ckpt, d, iters=c.samples // 32)
+        s.update(samples=c.samples, accuracy_after=s["accuracy"])
+    return os.path.join(d, "ckpt.pt"), s
+
+
+def score(ckpt: str, prefix, test, c: CompareConfig) -> dict:
+    model, tok, _ = load_model(ckpt)
+    torch.manual_seed(c.seed)
+    greedy, _ = accuracy(model, tok, test, prefix=prefix)
+    answers = sample_answers(model, tok, test, c.k, c.temperature, prefix=prefix)
+    return {"maj@1": greedy, **sample_metrics(test, answers, c.k)}
+
+
+def plot(path: str, runs: dict, c: CompareConfig):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, r in runs.items():
+        rows = [x for x in read_jsonl(r["metrics"]) if "accuracy" in x and "samples" in x]
+        if rows:
+            ax.plot([x["samples"] for x in rows], [x["accuracy"] for x in rows], marker="o", label=name)
+        else:
+            ax.scatter([r["samples"]], [r["maj@1"]], marker="*", s=120, label=name, zorder=3)
+    ax.set_xlabel("sampled completions (control: reference solutions)")
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_title(f"one SFT start, {c.samples} completions each")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(c: CompareConfig):
+    names = [a.strip() for a in c.algos.split(",") if a.strip()]
+    bad = [a for a in names if a not in ALGOS]
+    if bad:
+        raise ConfigError(f"unknown algorithm {bad[0]!r} in algos; choose from {', '.join(ALGOS)}")
+    if c.samples < 64 or c.k < 1:
+        raise ConfigError(f"samples must be >= 64 (one PPO batch) and k >= 1, got samples={c.samples}, k={c.k}")
+    os.makedirs(c.out_dir, exist_ok=True)
+    _, _, task, task_seed = load_start(c.sft_ckpt)
+    test = generate(c.eval_problems, "test", task_seed, task)
+    runs = {"start (SFT)": {**score(c.sft_ckpt, [], test, c), "samples": 0, "wall_seconds": 0.0, "metrics": ""}}
+    for name in names:
+        t0 = time.time()
+        ckpt, s = run_algo(name, c)
+        runs[name] = {**score(ckpt, s.get("prefix", []), test, c), "samples": s["samples"],
+                      "wall_seconds": round(time.time() - t0, 1),
+                      "metrics": os.path.join(os.path.dirname(ckpt), "metrics.jsonl")}
+        json.dump(runs, open(os.path.join(c.out_dir, "results.json"), "w"), indent=2)   # partial results survive
+    k = c.k
+    lines = [f"| algorithm | maj@1 (greedy) | gain | maj@{k} | pass@{k} | completions | wall s |", "|---" * 7 + "|"]
+    base = runs["start (SFT)"]["maj@1"]
+    for name, r in runs.items():
+        lines.append(f"| {name} | {r['maj@1']:.1%} | {r['maj@1'] - base:+.1%} | {r[f'maj@{k}']:.1%} | "
+                     f"{r[f'pass@{k}']:.1%} | {r['samples']} | {r['wall_seconds']:.0f} |")
+    table = "\n".join(lines)
+    open(os.path.join(c.out_dir, "table.md"), "w").write(table + "\n")
+    plot(os.path.join(c.out_dir, "accuracy_vs_samples.png"), {n: r for n, r in runs.items() if r["metrics"]}, c)
+    print(f"\n{len(test)} held-out problems, k={k} samples at T={c.temperature}:\n{table}")
+
+
+if __name__ == "__main__":
+    run_main(lambda: main(parse_args(CompareConfig)))

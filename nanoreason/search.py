@@ -1,0 +1,49 @@
+"""Test-time compute: what k samples per problem buy.
+
+    pass@k   some of k samples is right (the unbiased estimator of Chen et al. 2021 from n >= k samples)
+    maj@k    the most common final answer among k samples is right (self-consistency, Wang et al. 2022)
+    maj@1    one greedy answer: the plain held-out accuracy
+"""
+from __future__ import annotations
+
+from collections import Counter
+from math import comb
+
+from nanoreason.config import ConfigError
+from nanoreason.evaluate import solve
+from nanoreason.tasks import extract_answer
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """P(at least one of k draws without replacement from n samples, c of them correct, is correct)
+    = 1 - C(n - c, k) / C(n, k)."""
+    if not 0 < k <= n:
+        raise ConfigError(f"pass@k needs 1 <= k <= n samples, got k={k}, n={n}")
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def majority_answer(answers: list):
+    """The most common non-missing answer (ties: the one seen first); None if every answer is missing."""
+    votes = Counter(a for a in answers if a is not None)
+    if not votes:
+        return None
+    best = max(votes.values())
+    return next(a for a in answers if a is not None and votes[a] == best)
+
+
+def sample_answers(model, tok, problems, k: int, temperature: float = 1.0, prefix=(), max_new_tokens: int = 96):
+    """k sampled final answers per problem: a list (one per problem) of k answers (None where unreadable)."""
+    texts = solve(model, tok, [p.question for p in problems for _ in range(k)], max_new_tokens=max_new_tokens,
+                  greedy=False, temperature=temperature, prefix=prefix)
+    answers = [extract_answer(t) for t in texts]
+    return [answers[i * k:(i + 1) * k] for i in range(len(problems))]
+
+
+def sample_metrics(problems, answers: list[list], k: int) -> dict:
+    """maj@k and pass@k (unbiased from all n samples) over the problems, from `sample_answers`' output."""
+    n = len(answers[0])
+    if k > n:
+        raise ConfigError(f"k={k} is larger than the {n} samples drawn per problem")
+    maj = sum(majority_answer(a[:k]) == p.answer for p, a in zip(problems, answers)) / len(problems)
+    pk = sum(pass_at_k(n, sum(x == p.answer for x in a), k) for p, a in zip(problems, answers)) / len(problems)
+    return {f"maj@{k}": maj, f"pass@{k}": pk}
