@@ -1,7 +1,8 @@
-"""Time and peak extra memory of target-token log-probs, forward + backward, as ratios to eager PyTorch.
+"""Time and peak extra memory of target-token log-probs (or a per-token KL), forward + backward, as ratios to eager.
 
     python bench/kernels.py                          # N=8192, V=32768, fp32, on CPU (or the GPU if there is one)
     python bench/kernels.py --N=16384 --V=131072 --dtype=bfloat16     # the GPU shapes of the kernels issue
+    python bench/kernels.py --op=jsd                 # kernels.kl_div instead: --op=forward, reverse or jsd
 
 Variants: eager (log_softmax + gather), chunked (kernels' pure-torch chunked twin), compiled (torch.compile of the
 eager twin), triton (CUDA only). Each runs in a fresh subprocess; "extra memory" is the peak above the inputs
@@ -19,8 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from kernels.kl import KINDS, _divergence, kl_div  # noqa: E402
 from kernels.logprobs import logprobs, logprobs_torch  # noqa: E402
-from nanoreason.config import parse_args, run_main  # noqa: E402
+from nanoreason.config import check, parse_args, run_main  # noqa: E402
 
 
 @dataclass
@@ -30,21 +32,42 @@ class BenchConfig:
     dtype: str = "float32"
     repeats: int = 3
     compile: bool = True
+    op: str = "logprobs"      # logprobs, or a kl_div kind: forward, reverse, jsd
     worker: str = ""          # internal: run one variant and print JSON
+    peak: bool = False        # internal (CPU): print the worker's peak resident memory after one run
+
+    def __post_init__(self):
+        check(self.op == "logprobs" or self.op in KINDS, f"op must be logprobs, forward, reverse or jsd, got {self.op!r}")
+
+
+def inputs(c: BenchConfig, dev: str):
+    torch.manual_seed(0)
+    x = torch.randn(c.N, c.V, device=dev, dtype=getattr(torch, c.dtype)).requires_grad_()
+    y = torch.randint(0, c.V, (c.N,), device=dev)
+    t = torch.randn(c.N, c.V, device=dev, dtype=getattr(torch, c.dtype)) if c.op != "logprobs" else None
+    return x, y, t
+
+
+def variant_fn(c: BenchConfig, variant: str, x, y, t):
+    """The forward call of `variant` (eager, chunked, compiled, triton) for the op."""
+    if c.op == "logprobs":
+        compiled = torch.compile(logprobs_torch) if variant == "compiled" else None
+        return {"eager": lambda: logprobs_torch(x, y), "chunked": lambda: logprobs(x, y, backend="chunked"),
+                "compiled": lambda: compiled(x, y), "triton": lambda: logprobs(x, y, backend="triton")}[variant]
+    compiled = torch.compile(_divergence) if variant == "compiled" else None
+    return {"eager": lambda: kl_div(x, t, c.op, backend="torch"), "chunked": lambda: kl_div(x, t, c.op, backend="chunked"),
+            "compiled": lambda: compiled(x, t, c.op, 1.0, 0.5), "triton": lambda: kl_div(x, t, c.op, backend="triton")}[variant]
 
 
 def worker(c: BenchConfig):
     cuda = torch.cuda.is_available()
-    dev = "cuda" if cuda else "cpu"
-    torch.manual_seed(0)
-    x = torch.randn(c.N, c.V, device=dev, dtype=getattr(torch, c.dtype)).requires_grad_()
-    y = torch.randint(0, c.V, (c.N,), device=dev)
-    fn = {"eager": lambda: logprobs_torch(x, y),
-          "chunked": lambda: logprobs(x, y, backend="chunked"),
-          "triton": lambda: logprobs(x, y, backend="triton")}.get(c.worker)
-    if c.worker == "compiled":
-        compiled = torch.compile(logprobs_torch)
-        fn = lambda: compiled(x, y)  # noqa: E731
+    x, y, t = inputs(c, "cuda" if cuda else "cpu")
+    if c.peak:                                              # CPU memory: one run in a fresh process ("none": inputs only)
+        if c.worker != "none":
+            variant_fn(c, c.worker, x, y, t)().sum().backward()
+        print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+        return
+    fn = variant_fn(c, c.worker, x, y, t)
     fn().sum().backward()                                   # warm-up (and compilation)
     x.grad = None
     if cuda:
@@ -65,19 +88,16 @@ def worker(c: BenchConfig):
     print(json.dumps({"time": min(times), "peak_extra": peak}))
 
 
+def run_worker(c: BenchConfig, variant: str, peak: bool = False):
+    args = [f"--N={c.N}", f"--V={c.V}", f"--dtype={c.dtype}", f"--repeats={c.repeats}", f"--op={c.op}",
+            f"--worker={variant}", f"--peak={peak}"]
+    return subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
+
+
 def measure_cpu_peak(c: BenchConfig, variant: str) -> float:
-    """Peak RSS of a process that runs the variant once, minus one that only builds the inputs."""
-    code = ("import sys, resource, torch; sys.path.insert(0, %r); from kernels.logprobs import logprobs, logprobs_torch;"
-            "torch.manual_seed(0); x = torch.randn(%d, %d, dtype=torch.%s).requires_grad_();"
-            "y = torch.randint(0, %d, (%d,));" % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                  c.N, c.V, c.dtype, c.V, c.N))
-    body = {"none": "", "eager": "logprobs_torch(x, y).sum().backward();",
-            "chunked": "logprobs(x, y, backend='chunked').sum().backward();",
-            "compiled": "torch.compile(logprobs_torch)(x, y).sum().backward();"}[variant]
-    out = subprocess.run([sys.executable, "-c", code + body +
-                          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"],
-                         capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    """Peak RSS of a process that runs the variant once (minus one that only builds the inputs: variant "none")."""
+    r = run_worker(c, variant, peak=True)
+    return float(json.loads(r.stdout.strip().splitlines()[-1])["rss"])
 
 
 def main(c: BenchConfig):
@@ -85,13 +105,12 @@ def main(c: BenchConfig):
         return worker(c)
     cuda = torch.cuda.is_available()
     variants = ["eager", "chunked"] + (["compiled"] if c.compile else []) + (["triton"] if cuda else [])
-    print(f"N={c.N} V={c.V} {c.dtype} on {'CUDA: ' + torch.cuda.get_device_name() if cuda else 'CPU'}; "
+    print(f"{c.op}: N={c.N} V={c.V} {c.dtype} on {'CUDA: ' + torch.cuda.get_device_name() if cuda else 'CPU'}; "
           f"one logits buffer = {c.N * c.V * torch.tensor([], dtype=getattr(torch, c.dtype)).element_size() / 2**30:.2f} GiB")
     base = None if cuda else measure_cpu_peak(c, "none")
     rows = {}
     for v in variants:
-        args = [f"--N={c.N}", f"--V={c.V}", f"--dtype={c.dtype}", f"--repeats={c.repeats}", f"--worker={v}"]
-        r = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
+        r = run_worker(c, v)
         if r.returncode:
             print(f"{v:9s} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
             continue

@@ -110,6 +110,15 @@ class _Triton(torch.autograd.Function):
         return dx, None, None, None, None
 
 
+def triton_ready(x) -> bool:
+    """Raise unless the Triton kernels can run on `x`; True when they will run on the CPU interpreter."""
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    if not x.is_cuda and not interpreted:
+        raise RuntimeError("backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before the kernels are "
+                           "first used (the CPU interpreter); use backend='chunked' or 'torch' on CPU")
+    return interpreted
+
+
 def triton_cdiv(a, b):
     return (a + b - 1) // b
 
@@ -134,10 +143,7 @@ def logprobs(logits, targets, temperature: float = 1.0, backend: str = "auto", i
     if backend == "chunked":
         chunk = chunk or max(1, 2**21 // V)                             # ~8 MiB of fp32 temporaries per block
         return _Chunked.apply(x, y, temperature, ignore_index, chunk).view(targets.shape)
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    if not logits.is_cuda and not interpreted:
-        raise RuntimeError("backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before the kernels are "
-                           "first used (the CPU interpreter); use backend='chunked' or 'torch' on CPU")
+    interpreted = triton_ready(logits)
     x = x.contiguous()
     bn = block_n or (4 if interpreted else 8)
     bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else 4096)
