@@ -42,16 +42,18 @@ def write_summary(path: str, summary: dict):
 
 
 def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]], title: str = "", x: str = "step"):
-    """One subplot per (ylabel, [metric keys]) or (ylabel, [keys], "log"); each key is drawn over the rows that
-    have it."""
+    """One subplot per (ylabel, [metric keys]), (ylabel, [keys], "log") or (ylabel, [keys], {"x": key, "scale": "log"});
+    each key is drawn over the rows that have it (and the x key)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (ylabel, keys, *scale) in zip(axes[0], panels):
+    for ax, (ylabel, keys, *opts) in zip(axes[0], panels):
+        o = opts[0] if opts and isinstance(opts[0], dict) else {"scale": opts[0] if opts else None}
+        px = o.get("x", x)
         for k in keys:
-            pts = [(r[x], r[k]) for r in rows if k in r and r[k] is not None]
+            pts = [(r[px], r[k]) for r in rows if k in r and px in r and r[k] is not None]
             if len(pts) >= 30:                   # many noisy points: faint raw curve + a rolling mean of 10
                 xs, ys = zip(*pts)
                 line, = ax.plot(xs, ys, alpha=0.25)
@@ -59,9 +61,9 @@ def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]]
                 ax.plot(xs, smooth, color=line.get_color(), label=f"{k} (mean of 10)")
             elif pts:
                 ax.plot(*zip(*pts), marker="o", label=k)
-        if scale == ["log"]:
+        if o.get("scale") == "log":
             ax.set_yscale("log")
-        ax.set_xlabel(x)
+        ax.set_xlabel(px)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -1,0 +1,65 @@
+"""Does a summed step reward get hacked, and do Gao et al.'s Clip and Delta shapings stop it?
+
+    python bench/reward_hacking.py                            # oracle step rewards; 4 PPO runs from out/sft/
+    python bench/reward_hacking.py --shapings=none,delta --iters=60
+
+Each run is `train_ppo.py` with rewards = outcome + step rewards (one per reasoning line, from the step oracle, which
+by design keeps calling a *repeated* correct step correct) and one shaping. The table: held-out accuracy and the
+number of steps per sampled answer at the start and the end, and the summed step reward. A hacked reward shows as
+steps per answer going up while accuracy does not. Writes out/hacking/{results.json, table.md}.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataclasses import dataclass  # noqa: E402
+
+from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
+from nanoreason.report import read_jsonl  # noqa: E402
+from nanoreason.rewards import SHAPINGS  # noqa: E402
+from train_ppo import PPOConfig, train  # noqa: E402
+
+
+@dataclass
+class HackConfig:
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    out_dir: str = "out/hacking"
+    shapings: str = ",".join(SHAPINGS)
+    step_weight: float = 1.0          # rewards = outcome=1,steps=<step_weight>
+    iters: int = 150
+    lr: float = 3e-5
+
+
+def main(c: HackConfig):
+    shapings = [s.strip() for s in c.shapings.split(",") if s.strip()]
+    bad = [s for s in shapings if s not in SHAPINGS]
+    if bad:
+        raise ConfigError(f"unknown shaping {bad[0]!r} in shapings; choose from {', '.join(SHAPINGS)}")
+    results = {}
+    for shaping in shapings:
+        d = os.path.join(c.out_dir, shaping.replace("+", "_"))
+        s = train(PPOConfig(sft_ckpt=c.sft_ckpt, out_dir=d, rewards=f"outcome=1,steps={c.step_weight}",
+                            shaping=shaping, iters=c.iters, lr=c.lr, eval_interval=10**9))
+        rows = [r for r in read_jsonl(os.path.join(d, "metrics.jsonl")) if "steps_per_answer" in r]
+        first, last = rows[:10], rows[-10:]
+        mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+        results[shaping] = {"accuracy_before": s["accuracy_before"], "accuracy_after": s["accuracy_after"],
+                            "steps_start": mean(first, "steps_per_answer"), "steps_end": mean(last, "steps_per_answer"),
+                            "reward_start": mean(first, "reward"), "reward_end": mean(last, "reward"),
+                            "train_accuracy_end": mean(last, "train_accuracy")}
+        os.makedirs(c.out_dir, exist_ok=True)
+        json.dump(results, open(os.path.join(c.out_dir, "results.json"), "w"), indent=2)
+    lines = ["| shaping | held-out accuracy | steps per answer (first → last 10 iterations) | reward (first → last 10) |",
+             "|---|---|---|---|"]
+    for k, r in results.items():
+        lines.append(f"| {k} | {r['accuracy_before']:.1%} → {r['accuracy_after']:.1%} | {r['steps_start']:.2f} → "
+                     f"{r['steps_end']:.2f} | {r['reward_start']:.2f} → {r['reward_end']:.2f} |")
+    table = "\n".join(lines)
+    open(os.path.join(c.out_dir, "table.md"), "w").write(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    run_main(lambda: main(parse_args(HackConfig)))

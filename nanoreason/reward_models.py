@@ -1,0 +1,206 @@
+"""Outcome and process reward models: our GPT with its `reward_head`, trained on the policy's own samples.
+
+    ORM (Cobbe et al. 2021)   one label per answer (is the final answer right?), trained on every completion token
+                              (a value-like target), read at the last token.
+    PRM (Lightman et al. 2023; Uesato et al. 2022)   one label per step, on the token that ends the step's line
+                              (`rewards.step_end_tokens`, the same place PPO's step rewards land), read there.
+
+Where the PRM's step labels come from (`labels`):
+    oracle      `check_steps`: exact step truth, which our task has and real data does not
+    mc_hard     Math-Shepherd (Wang et al. 2024): from each step's prefix the policy completes `mc_n` times;
+                the step is good if any completion reaches the right answer
+    mc_soft     ... the fraction that does (a soft label in [0, 1])
+    perturbed   no sampling at all: reference solutions are positives; a copy with one step's result changed gives
+                that step a negative label (the steps before it stay positive; the rest is cut)
+
+Scores: sigmoid of the head. ORM: one number per answer. PRM: one per step, aggregated by min, prod or last.
+"""
+from __future__ import annotations
+
+import random
+import re
+
+import torch
+import torch.nn.functional as F
+
+from nanoreason.config import ConfigError
+from nanoreason.evaluate import prompt_text, solve
+from nanoreason.model import GPT
+from nanoreason.rewards import step_end_tokens
+from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps
+from nanoreason.tokenizer import Tokenizer
+
+LABELS = ("oracle", "mc_hard", "mc_soft", "perturbed")
+AGGREGATES = ("min", "prod", "last")
+
+# An example: (problem, completion text, labels). ORM: labels = [outcome]. PRM: one label per step of the text.
+
+
+def encode(tok: Tokenizer, problem: Problem, text: str):
+    """(prompt ids, completion ids + eot, index in the completion of each step's end token)."""
+    q = tok.encode(prompt_text(problem.question))
+    body = tok.encode(text)
+    ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body])
+    return q, body + [tok.eot_id], ends
+
+
+def batch(tok: Tokenizer, examples, kind: str, block_size: int):
+    """Right-padded ids (B, T), label targets (B, T) and a mask (B, T) of the positions that carry a label."""
+    rows = [encode(tok, p, t) for p, t, _ in examples]
+    T = min(block_size, max(len(q) + len(c) for q, c, _ in rows))
+    ids = torch.full((len(rows), T), tok.eot_id, dtype=torch.long)
+    target, mask = torch.zeros(len(rows), T), torch.zeros(len(rows), T)
+    for i, ((q, c, ends), (_, _, labels)) in enumerate(zip(rows, examples)):
+        seq = (q + c)[:T]
+        ids[i, :len(seq)] = torch.tensor(seq)
+        if kind == "orm":                                  # every completion token predicts the outcome
+            pos = list(range(len(q), len(seq)))
+            target[i, pos], mask[i, pos] = labels[0], 1.0
+        else:                                              # each step's end token predicts that step's label
+            for e, y in zip(ends, labels):
+                if len(q) + e < T:
+                    target[i, len(q) + e], mask[i, len(q) + e] = y, 1.0
+    return ids, target, mask
+
+
+def rm_loss(model: GPT, ids, target, mask):
+    """Binary cross-entropy of the reward head's logits at the labelled positions (soft labels allowed)."""
+    logits = model.rewards(model.hidden(ids))                              # (B, T)
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def score(model: GPT, tok: Tokenizer, problems, texts, kind: str, batch_size: int = 128) -> list:
+    """ORM: one probability per answer (at its last token). PRM: a list of step probabilities per answer."""
+    model.eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        exs = [(p, t, [0.0]) for p, t in zip(problems[i:i + batch_size], texts[i:i + batch_size])]
+        rows = [encode(tok, p, t) for p, t, _ in exs]
+        ids, _, _ = batch(tok, exs, "orm", model.cfg.block_size)
+        probs = torch.sigmoid(model.rewards(model.hidden(ids.to(next(model.parameters()).device)))).cpu()
+        for j, (q, c, ends) in enumerate(rows):
+            last = min(len(q) + len(c), ids.shape[1]) - 1
+            out.append(probs[j, last].item() if kind == "orm" else
+                       [probs[j, len(q) + e].item() for e in ends if len(q) + e < ids.shape[1]])
+    return out
+
+
+def aggregate(step_scores: list[float], how: str) -> float:
+    """A PRM's step probabilities -> one score: min (the weakest step), prod (all steps right), last."""
+    if not step_scores:
+        return 0.0
+    if how == "min":
+        return min(step_scores)
+    if how == "prod":
+        return float(torch.tensor(step_scores).prod())
+    if how == "last":
+        return step_scores[-1]
+    raise ConfigError(f"unknown aggregation {how!r}; choose from {', '.join(AGGREGATES)}")
+
+
+@torch.no_grad()
+def policy_samples(policy: GPT, tok: Tokenizer, problems, k: int, temperature: float, max_new_tokens: int, seed: int):
+    """k sampled answers per problem: (problems repeated k times, texts, outcome 0/1 per answer)."""
+    from nanoreason.rollouts import collect
+    reps = [p for p in problems for _ in range(k)]
+    b = collect(policy, tok, reps, {"outcome": 1.0}, "none", max_new_tokens, temperature,
+                torch.Generator(device=next(policy.parameters()).device).manual_seed(seed))
+    return reps, b.texts, b.correct.tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step labels
+
+def oracle_labels(problem: Problem, text: str) -> list[float]:
+    return [float(v) for v in check_steps(problem, text)]
+
+
+@torch.no_grad()
+def mc_hits(policy: GPT, tok: Tokenizer, items, n: int, temperature: float = 1.0,
+            max_new_tokens: int = 64) -> list[list[list[float]]]:
+    """Math-Shepherd rollouts for each (problem, text): for each step k, n completions by the policy from the prompt
+    plus steps 1..k; returns, per item and step, the n outcomes (1 = reached the right answer)."""
+    queries, owners = [], []
+    for i, (p, t) in enumerate(items):
+        steps = split_steps(t)
+        for k in range(1, len(steps) + 1):
+            queries += [(p, p.question.strip() + "\n" + "\n".join(steps[:k]))] * n   # solve() adds the last newline
+            owners.append(i)
+    texts = solve(policy, tok, [q for _, q in queries], max_new_tokens=max_new_tokens, greedy=False,
+                  temperature=temperature) if queries else []
+    right = [float(extract_answer(t) == p.answer) for (p, _), t in zip(queries, texts)]
+    hits = [[] for _ in items]
+    for j, i in enumerate(owners):
+        hits[i].append(right[j * n:(j + 1) * n])
+    return hits
+
+
+def mc_label(step_hits: list[float], soft: bool) -> float:
+    """Hard estimation: 1 if any completion from this step reached the answer; soft: the fraction that did."""
+    return sum(step_hits) / len(step_hits) if soft else float(any(step_hits))
+
+
+def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
+    """Each reference solution as a positive example, and a copy whose step k has a wrong result (k at random; the
+    steps after it are cut) with labels [1, ..., 1, 0]."""
+    rng, out = random.Random(seed), []
+    for p in problems:
+        steps = split_steps(p.solution)
+        out.append((p, p.solution, [1.0] * len(steps)))
+        k = rng.randrange(len(steps))
+        m = re.search(r"=(-?\d+)>>(-?\d+)", steps[k])
+        if m:
+            wrong = str(int(m[1]) + rng.choice([-2, -1, 1, 2]))
+            bad = steps[k][:m.start()] + f"={wrong}>>{wrong}" + steps[k][m.end():]
+            out.append((p, "\n".join(steps[:k] + [bad]) + "\n", [1.0] * k + [0.0]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training and evaluation
+
+def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size: int, lr: float, log=None,
+        seed: int = 0) -> list[float]:
+    """Train the whole model (trunk + reward head) on labelled examples with `rm_loss`; returns the batch losses."""
+    from tqdm import tqdm
+
+    from nanoreason.training import check_finite
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    g, losses, dev = torch.Generator().manual_seed(seed), [], next(model.parameters()).device
+    model.train()
+    steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
+    bar = tqdm(total=steps, desc=f"{kind} training")
+    for _ in range(epochs):
+        for idx in torch.randperm(len(examples), generator=g).split(batch_size):
+            ids, target, mask = batch(tok, [examples[i] for i in idx], kind, model.cfg.block_size)
+            loss = rm_loss(model, ids.to(dev), target.to(dev), mask.to(dev))
+            check_finite(loss, len(losses), f"{kind} loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            if log is not None and len(losses) % 10 == 0:
+                log.log(step=len(losses), loss=sum(losses[-10:]) / 10)
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return losses
+
+
+def step_accuracy(model: GPT, tok: Tokenizer, problems, texts) -> float:
+    """Fraction of steps where the PRM's verdict (p > 0.5) agrees with the oracle."""
+    agree = total = 0
+    for p, t, sc in zip(problems, texts, score(model, tok, problems, texts, "prm")):
+        for y, s in zip(oracle_labels(p, t), sc):
+            agree += int((s > 0.5) == bool(y))
+            total += 1
+    return agree / max(1, total)
+
+
+def outcome_accuracy(model: GPT, tok: Tokenizer, problems, texts, correct) -> float:
+    """Fraction of answers where the ORM's verdict (p > 0.5) agrees with the final-answer check."""
+    s = score(model, tok, problems, texts, "orm")
+    return sum(int((x > 0.5) == bool(c)) for x, c in zip(s, correct)) / max(1, len(s))

@@ -1,0 +1,87 @@
+"""Stage 4a — an outcome reward model (ORM): predict from the text alone whether an answer's final number is right.
+
+    python train_orm.py                     # samples from out/sft/ckpt.pt, trains a copy of it -> out/orm/
+
+Cobbe et al. 2021: sample `k` answers per training problem from the SFT policy, label each by its final answer, and
+train our GPT (initialised from the policy, with its `reward_head`) to predict the label at every completion token.
+Reported: on answers sampled for held-out problems, how often the ORM's verdict (p > 0.5) is right, against the
+base rate of always guessing the majority label. `python eval.py` then uses it to rerank samples (best-of-N).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from nanoreason import reward_models as rm
+from nanoreason.checkpoint import load_start, save_checkpoint, set_aside
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.tasks import generate
+from nanoreason.training import pick_device
+
+
+@dataclass
+class ORMConfig:
+    out_dir: str = "out/orm"
+    sft_ckpt: str = "out/sft/ckpt.pt"     # the policy whose answers are judged; trained first if missing
+    seed: int = 0
+    problems: int = 512                   # training problems
+    k: int = 4                            # sampled answers per problem
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-4
+    eval_problems: int = 128              # held-out problems, k answers each
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(self.problems > 0 and self.k > 0 and self.epochs > 0 and self.eval_problems > 0,
+              "problems, k, epochs and eval_problems must be > 0")
+        check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
+
+
+def train(cfg: ORMConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    set_aside(ckpt_path)
+    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    t0 = time.time()
+    # ---- data: the policy's own answers, labelled by their final answer
+    train_problems = generate(cfg.problems, "train", cfg.seed + 1, task)
+    reps, texts, correct = rm.policy_samples(policy, tok, train_problems, cfg.k, cfg.temperature, cfg.max_new_tokens,
+                                             cfg.seed)
+    examples = [(p, t, [float(c)]) for p, t, c in zip(reps, texts, correct)]
+    print(f"{len(examples)} sampled answers, {sum(correct) / len(correct):.1%} right")
+    # ---- train a copy of the policy as the ORM
+    model = copy.deepcopy(policy)
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    losses = rm.fit(model, tok, examples, "orm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed)
+    # ---- held-out: does its verdict match the truth?
+    test = generate(cfg.eval_problems, "test", task_seed, task)
+    t_reps, t_texts, t_correct = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens,
+                                                   cfg.seed + 1)
+    acc = rm.outcome_accuracy(model, tok, t_reps, t_texts, t_correct)
+    base = max(sum(t_correct), len(t_correct) - sum(t_correct)) / len(t_correct)
+    save_checkpoint(ckpt_path, model, tok, None, len(losses), {**dataclasses.asdict(task), **dataclasses.asdict(cfg)},
+                    kind="reward_model", extra={"rm": "orm", "policy": cfg.sft_ckpt})
+    plot_curves(os.path.join(cfg.out_dir, "orm.png"), log.rows, [("ORM loss (binary cross-entropy)", ["loss"])],
+                title=f"ORM: held-out verdict accuracy {acc:.1%} (majority guess {base:.1%})")
+    summary = {"verdict_accuracy": acc, "majority_baseline": base, "eval_answers": len(t_texts),
+               "train_answers": len(examples), "wall_seconds": round(time.time() - t0, 1), "checkpoint": ckpt_path,
+               "config": dataclasses.asdict(cfg)}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: ORM verdicts right on {acc:.1%} of {len(t_texts)} held-out answers "
+          f"(always guessing the majority label: {base:.1%}) -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(ORMConfig)))

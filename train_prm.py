@@ -1,0 +1,116 @@
+"""Stage 4b — a process reward model (PRM): a score for every reasoning step, learnt from one of four labellings.
+
+    python train_prm.py                       # oracle step labels -> out/prm/
+    python train_prm.py --labels=mc_hard --mc_n=8 --out_dir=out/prm_mc_hard     # Math-Shepherd, hard estimation
+    python train_prm.py --labels=mc_soft --mc_n=8 --out_dir=out/prm_mc_soft     # ... soft estimation
+    python train_prm.py --labels=perturbed --out_dir=out/prm_perturbed          # reference steps vs corrupted ones
+
+Sample `k` answers per training problem from the SFT policy, label every step (see nanoreason/reward_models.py),
+and train a copy of the policy to predict each label at the token that ends the step. Reported: the PRM's step
+accuracy against the oracle on answers sampled for held-out problems — possible only because our task has exact
+step truth — and, for Monte-Carlo labels, how often the labels themselves agree with the oracle as N grows.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from nanoreason import reward_models as rm
+from nanoreason.checkpoint import load_start, save_checkpoint, set_aside
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.tasks import generate
+from nanoreason.training import pick_device
+
+
+@dataclass
+class PRMConfig:
+    out_dir: str = "out/prm"
+    sft_ckpt: str = "out/sft/ckpt.pt"     # the policy whose answers are judged; trained first if missing
+    seed: int = 0
+    labels: str = "oracle"                # oracle, mc_hard, mc_soft, perturbed
+    mc_n: int = 8                         # completions per step prefix for the Monte-Carlo labels
+    problems: int = 512                   # training problems
+    k: int = 4                            # sampled answers per problem
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-4
+    eval_problems: int = 128              # held-out problems, k answers each
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(self.labels in rm.LABELS, f"unknown labels {self.labels!r}; choose from {', '.join(rm.LABELS)}")
+        check(self.mc_n >= 1, f"mc_n must be >= 1, got {self.mc_n}")
+        check(self.problems > 0 and self.k > 0 and self.epochs > 0 and self.eval_problems > 0,
+              "problems, k, epochs and eval_problems must be > 0")
+        check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
+
+
+def train(cfg: PRMConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    set_aside(ckpt_path)
+    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    t0 = time.time()
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    # ---- data: step labels for the policy's own answers (or for corrupted reference solutions)
+    train_problems = generate(cfg.problems, "train", cfg.seed + 1, task)
+    agreement = {}
+    if cfg.labels == "perturbed":
+        examples = rm.perturbed_examples(train_problems, cfg.seed)
+    else:
+        reps, texts, _ = rm.policy_samples(policy, tok, train_problems, cfg.k, cfg.temperature, cfg.max_new_tokens,
+                                           cfg.seed)
+        oracle = [rm.oracle_labels(p, t) for p, t in zip(reps, texts)]
+        if cfg.labels == "oracle":
+            labels = oracle
+        else:
+            hits = rm.mc_hits(policy, tok, list(zip(reps, texts)), cfg.mc_n, cfg.temperature, cfg.max_new_tokens)
+            soft = cfg.labels == "mc_soft"
+            labels = [[rm.mc_label(h, soft) for h in item] for item in hits]
+            n = 1
+            while n <= cfg.mc_n:                   # how well do hard MC labels from the first n rollouts match?
+                pairs = [(rm.mc_label(h[:n], False), y) for item, ys in zip(hits, oracle) for h, y in zip(item, ys)]
+                agreement[n] = sum(int(a == y) for a, y in pairs) / max(1, len(pairs))
+                log.log(mc_n=n, agreement=agreement[n])
+                print(f"Monte-Carlo hard labels from {n} rollouts agree with the oracle on {agreement[n]:.1%} of steps")
+                n *= 2
+        examples = [(p, t, y) for p, t, y in zip(reps, texts, labels) if y]
+    pos = [y for _, _, ys in examples for y in ys]
+    print(f"{len(examples)} labelled answers, {len(pos)} steps, mean label {sum(pos) / max(1, len(pos)):.2f}")
+    # ---- train a copy of the policy as the PRM
+    model = copy.deepcopy(policy)
+    losses = rm.fit(model, tok, examples, "prm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed)
+    # ---- held-out step accuracy against the oracle
+    test = generate(cfg.eval_problems, "test", task_seed, task)
+    t_reps, t_texts, _ = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1)
+    acc = rm.step_accuracy(model, tok, t_reps, t_texts)
+    oracle_test = [y for p, t in zip(t_reps, t_texts) for y in rm.oracle_labels(p, t)]
+    base = max(sum(oracle_test), len(oracle_test) - sum(oracle_test)) / max(1, len(oracle_test))
+    save_checkpoint(ckpt_path, model, tok, None, len(losses), {**dataclasses.asdict(task), **dataclasses.asdict(cfg)},
+                    kind="reward_model", extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.sft_ckpt})
+    panels = [("PRM loss (binary cross-entropy)", ["loss"])]
+    if agreement:
+        panels.append(("MC hard labels = oracle (fraction of steps)", ["agreement"], {"x": "mc_n"}))
+    plot_curves(os.path.join(cfg.out_dir, "prm.png"), log.rows, panels,
+                title=f"PRM ({cfg.labels} labels): held-out step accuracy {acc:.1%} (majority guess {base:.1%})")
+    summary = {"labels": cfg.labels, "step_accuracy": acc, "majority_baseline": base, "eval_steps": len(oracle_test),
+               "train_answers": len(examples), "mc_agreement_with_oracle": agreement,
+               "wall_seconds": round(time.time() - t0, 1), "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: PRM ({cfg.labels}) step verdicts agree with the oracle on {acc:.1%} of {len(oracle_test)} held-out "
+          f"steps (always guessing the majority label: {base:.1%}) -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(PRMConfig)))
