@@ -1,0 +1,99 @@
+"""Test-time compute on held-out problems: what k samples, a vote and a reward model buy.
+
+    python eval.py --ckpt=out/sft/ckpt.pt --k=16
+    python eval.py --ckpt=out/sft/ckpt.pt --k=64 --orm=out/orm/ckpt.pt --prm=out/prm/ckpt.pt --best_of=1,4,16,64
+
+Prints a Havrilla et al. 2024-style table — maj@1 (greedy), maj@k (majority vote of k samples), rerank@k (the
+sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last) and pass@k (some sample is right;
+unbiased estimator) — then best-of-N for each N in `best_of`, and saves everything as JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+
+from nanoreason import reward_models as rm
+from nanoreason.checkpoint import load_model
+from nanoreason.config import ConfigError, parse_args, run_main
+from nanoreason.evaluate import accuracy, solve
+from nanoreason.search import best_of_n, pick, sample_metrics
+from nanoreason.tasks import extract_answer, generate, task_from_config
+from nanoreason.training import pick_device
+
+
+@dataclass
+class EvalConfig:
+    ckpt: str = "out/sft/ckpt.pt"         # the policy
+    k: int = 16                           # samples per problem
+    temperature: float = 1.0
+    orm: str = ""                         # an ORM checkpoint (train_orm.py) to rerank with
+    prm: str = ""                         # a PRM checkpoint (train_prm.py) to rerank with
+    best_of: str = "1,4,16"               # N values for best-of-N (each <= k)
+    eval_problems: int = 256
+    max_new_tokens: int = 64
+    out: str = ""                         # JSON path; default out/eval/<policy dir>_k<k>.json
+    seed: int = 0
+    device: str = "auto"
+
+
+def main(c: EvalConfig):
+    ns = [int(x) for x in c.best_of.split(",") if x.strip()] if c.best_of else []
+    if c.k < 1:
+        raise ConfigError(f"k must be >= 1, got {c.k}")
+    for n in ns:
+        if not 0 < n <= c.k:
+            raise ConfigError(f"best_of={n} is larger than k={c.k}, the samples drawn per problem (or < 1)")
+    device = pick_device(c.device)
+    policy, tok, ckpt = load_model(c.ckpt, kind="policy", device=device)
+    rms = {name: load_model(path, kind="reward_model", device=device) for name, path in (("orm", c.orm), ("prm", c.prm))
+           if path}
+    for name, (_, rm_tok, rm_ck) in rms.items():
+        if rm_tok.to_dict() != tok.to_dict():
+            raise ConfigError(f"{getattr(c, name)}: this reward model has a different tokenizer than {c.ckpt}")
+        if rm_ck["extra"].get("rm") != name:
+            raise ConfigError(f"{getattr(c, name)}: is a {rm_ck['extra'].get('rm')} checkpoint, passed as --{name}")
+    config = ckpt.get("config", {})
+    test = generate(c.eval_problems, "test", config.get("seed", 0), task_from_config(config))
+    prefix = ckpt.get("extra", {}).get("prefix", [])            # return-conditioned policies ask for <|correct|>
+
+    torch.manual_seed(c.seed)
+    greedy, _ = accuracy(policy, tok, test, prefix=prefix, max_new_tokens=c.max_new_tokens)
+    texts = solve(policy, tok, [p.question for p in test for _ in range(c.k)], max_new_tokens=c.max_new_tokens,
+                  greedy=False, temperature=c.temperature, prefix=prefix)
+    reps = [p for p in test for _ in range(c.k)]
+    group = lambda xs: [xs[i * c.k:(i + 1) * c.k] for i in range(len(test))]  # noqa: E731
+    answers = group([extract_answer(t) for t in texts])
+    scores = {}
+    if "orm" in rms:
+        scores["ORM"] = group(rm.score(rms["orm"][0], tok, reps, texts, "orm"))
+    if "prm" in rms:
+        steps = rm.score(rms["prm"][0], tok, reps, texts, "prm")
+        for how in rm.AGGREGATES:
+            scores[f"PRM-{how}"] = group([rm.aggregate(s, how) for s in steps])
+
+    k = c.k
+    row = {"maj@1 (greedy)": greedy, **sample_metrics(test, answers, k)}
+    for name, sc in scores.items():
+        row[f"rerank@{k} {name}"] = sum(pick(a, s) == p.answer for p, a, s in zip(test, answers, sc)) / len(test)
+    best = {"majority": {n: best_of_n(test, answers, None, n) for n in ns}}
+    best.update({name: {n: best_of_n(test, answers, sc, n) for n in ns} for name, sc in scores.items()})
+
+    print(f"{c.ckpt}: {len(test)} held-out problems, k={k} samples at T={c.temperature}")
+    print("| " + " | ".join(row) + " |\n|" + "---|" * len(row) + "\n| " + " | ".join(f"{v:.1%}" for v in row.values())
+          + " |")
+    if ns:
+        print("\nbest-of-N accuracy\n| N | " + " | ".join(best) + " |\n|---|" + "---|" * len(best))
+        for n in ns:
+            print(f"| {n} | " + " | ".join(f"{best[m][n]:.1%}" for m in best) + " |")
+    out = c.out or os.path.join("out", "eval", f"{os.path.basename(os.path.dirname(os.path.abspath(c.ckpt)))}_k{k}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    json.dump({"table": row, "best_of_n": best, "k": k, "eval_problems": len(test), "temperature": c.temperature,
+               "ckpt": c.ckpt, "orm": c.orm, "prm": c.prm}, open(out, "w"), indent=2)
+    print(f"\nsaved {out}")
+
+
+if __name__ == "__main__":
+    run_main(lambda: main(parse_args(EvalConfig)))

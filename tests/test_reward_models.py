@@ -1,0 +1,107 @@
+"""Reward models and test-time compute: labels land on the right tokens, each labelling is what it claims, a tiny RM
+learns, best-of-N and reranking pick what they should, and the scripts run and refuse bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nanoreason import reward_models as rm
+from nanoreason.model import GPT, GPTConfig
+from nanoreason.search import best_of_n, pick
+from nanoreason.tasks import Problem, TaskConfig, check_steps, generate
+from nanoreason.tokenizer import Tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TASK = TaskConfig(min_steps=2, max_steps=3)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    probs = generate(200, "train", 0, TASK)
+    return Tokenizer.train("\n".join(p.question + "\n" + p.solution for p in probs), 300)
+
+
+def test_prm_labels_sit_on_step_end_tokens_and_orm_labels_on_every_completion_token(tok):
+    p = generate(1, "train", 3, TASK)[0]
+    q, c, ends = rm.encode(tok, p, p.solution)
+    ids, target, mask = rm.batch(tok, [(p, p.solution, [1.0, 0.0, 1.0][:len(ends)])], "prm", 200)
+    marked = mask[0].nonzero().flatten().tolist()
+    assert marked == [len(q) + e for e in ends]
+    for pos in marked:                                  # the token at each marked position closes a line
+        assert tok.decode(ids[0, :pos + 1].tolist()).endswith("\n") or pos == len(q) + len(c) - 2
+    assert target[0, marked].tolist() == [1.0, 0.0, 1.0][:len(ends)]
+    _, target, mask = rm.batch(tok, [(p, p.solution, [1.0])], "orm", 200)
+    assert mask[0].nonzero().flatten().tolist() == list(range(len(q), len(q) + len(c)))
+
+
+def test_perturbed_examples_are_wrong_exactly_where_labelled():
+    probs = generate(30, "train", 1, TASK)
+    exs = rm.perturbed_examples(probs, seed=0)
+    assert len(exs) == 60
+    for p, text, labels in exs:
+        assert [float(v) for v in check_steps(p, text)] == labels       # the oracle agrees with every label
+
+
+def test_mc_labels_aggregation_and_pick_by_hand():
+    assert rm.mc_label([0, 0, 1, 0], soft=False) == 1.0 and rm.mc_label([0, 0, 1, 0], soft=True) == 0.25
+    assert rm.aggregate([0.9, 0.2, 0.8], "min") == 0.2 and rm.aggregate([0.9, 0.2, 0.8], "last") == 0.8
+    assert rm.aggregate([0.5, 0.5], "prod") == pytest.approx(0.25)
+    assert pick([3, 5, 5, 7]) == 5 and pick([3, 5, 5, 7], [0.1, 0.2, 0.3, 0.9]) == 7
+    p = Problem("q", "#### 5", 5)
+    # k = 4 samples, two groups of 2: (5, 1) -> scores pick 1 (wrong); (2, 5) -> scores pick 5 (right)
+    assert best_of_n([p], [[5, 1, 2, 5]], [[0.1, 0.9, 0.2, 0.8]], 2) == 0.5
+    assert best_of_n([p], [[5, 1, 2, 5]], None, 4) == 1.0                # majority of 4: 5
+    with pytest.raises(Exception, match="best-of-8 needs 1 <= n <= k"):
+        best_of_n([p], [[5, 1, 2, 5]], None, 8)
+
+
+def test_a_tiny_orm_learns_a_labelling_it_can_see(tok):
+    """Label = 1 iff the answer ends in an even number: the ORM must read the last tokens to get it right."""
+    torch.manual_seed(0)
+    probs = generate(64, "train", 2, TASK)
+    exs = [(p, p.solution, [float(p.answer % 2 == 0)]) for p in probs]
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=2, n_head=2, n_embd=64))
+    rm.fit(model, tok, exs, "orm", epochs=40, batch_size=16, lr=3e-3)
+    acc = rm.outcome_accuracy(model, tok, [p for p, _, _ in exs], [t for _, t, _ in exs], [y[0] for _, _, y in exs])
+    assert acc > 0.9, acc
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
+
+
+TINY = ["--problems=8", "--k=2", "--epochs=1", "--eval_problems=8", "--max_new_tokens=16"]
+
+
+def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
+    r = run("train_orm.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/orm", *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 0 <= json.load(open(tmp_path / "orm" / "summary.json"))["verdict_accuracy"] <= 1
+    for labels in ("oracle", "mc_soft", "perturbed"):
+        r = run("train_prm.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/prm_{labels}", f"--labels={labels}",
+                "--mc_n=2", *TINY)
+        assert r.returncode == 0, r.stderr[-2000:]
+        s = json.load(open(tmp_path / f"prm_{labels}" / "summary.json"))
+        assert 0 <= s["step_accuracy"] <= 1 and (labels != "mc_soft" or set(s["mc_agreement_with_oracle"]) == {"1", "2"})
+    r = run("eval.py", f"--ckpt={sft_ckpt}", "--k=4", "--best_of=1,2,4", "--eval_problems=8", "--max_new_tokens=16",
+            f"--orm={tmp_path}/orm/ckpt.pt", f"--prm={tmp_path}/prm_oracle/ckpt.pt", f"--out={tmp_path}/eval.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    e = json.load(open(tmp_path / "eval.json"))
+    assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min"} <= set(e["table"])
+    assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
+    assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last"}
+    # bad input: a reward model as the policy, a policy as the ORM, a PRM as the ORM, N > k
+    for args, msg in [([f"--ckpt={tmp_path}/orm/ckpt.pt"], "is a reward_model checkpoint, but a policy"),
+                      ([f"--ckpt={sft_ckpt}", f"--orm={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
+                      ([f"--ckpt={sft_ckpt}", f"--orm={tmp_path}/prm_oracle/ckpt.pt"], "is a prm checkpoint, passed as --orm"),
+                      ([f"--ckpt={sft_ckpt}", "--k=4", "--best_of=8"], "best_of=8 is larger than k=4")]:
+        r = run("eval.py", *args)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_unknown_labels_is_one_clear_line():
+    r = run("train_prm.py", "--labels=vibes")
+    assert r.returncode == 2 and "unknown labels 'vibes'" in r.stderr
