@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nanoreason import reward_models as rm
 from nanoreason import rl
-from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_model, load_start, resume, save_checkpoint, set_aside
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -42,6 +43,7 @@ class PPOConfig:
     # rewards
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (e.g. "outcome=1,steps=0.2")
     shaping: str = "none"                 # step-reward shaping: none, clip, delta, clip+delta (Gao et al. 2024)
+    prm_ckpt: str = ""                    # the `steps` reward from this learned PRM (train_prm.py), not the oracle
     # rollouts
     iters: int = 150
     batch_size: int = 64                  # completions per iteration
@@ -153,6 +155,12 @@ def train(cfg: PPOConfig) -> dict:
     params = trunks + head
     optimizer = torch.optim.AdamW([{"params": trunks, "lr": cfg.lr}, {"params": head, "lr": cfg.critic_lr}],
                                   betas=(0.9, 0.95), weight_decay=0.0)
+    step_scorer = None
+    if cfg.prm_ckpt:                                   # a learned PRM pays the steps instead of the oracle
+        prm, prm_tok, prm_ck = load_model(cfg.prm_ckpt, kind="reward_model", device=device)
+        if prm_ck["extra"].get("rm") != "prm" or prm_tok.to_dict() != tok.to_dict():
+            raise ConfigError(f"{cfg.prm_ckpt}: needs a PRM (train_prm.py) with this policy's tokenizer")
+        step_scorer = lambda problems, texts: rm.score(prm, tok, problems, texts, "prm")  # noqa: E731
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
     test = generate(cfg.eval_problems, "test", task_seed, task)
@@ -204,7 +212,8 @@ def train(cfg: PPOConfig) -> dict:
         problems_it = stream("train", seed=cfg.seed * 1_000_003 + it, cfg=task)
         problems = [next(problems_it) for _ in range(cfg.batch_size)]
         policy.eval()
-        b = collect(policy, tok, problems, cfg.weights, cfg.shaping, cfg.max_new_tokens, temp, gen)
+        b = collect(policy, tok, problems, cfg.weights, cfg.shaping, cfg.max_new_tokens, temp, gen,
+                    step_scorer=step_scorer)
         m = b.completion_mask
         # ---- 2-3. rewards with the KL penalty, advantages
         old_logp, old_values, adv, returns, kl_seq = advantages(policy, ref, critic, b, beta, cfg, temp)

@@ -2,6 +2,7 @@
 
     python bench/reward_hacking.py                            # oracle step rewards; 4 PPO runs from out/sft/
     python bench/reward_hacking.py --shapings=none,delta --iters=60
+    python bench/reward_hacking.py --prm_ckpt=out/prm/ckpt.pt --out_dir=out/hacking_learned    # a learned PRM
 
 Each run is `train_ppo.py` with rewards = outcome + step rewards (one per reasoning line, from the step oracle, which
 by design keeps calling a *repeated* correct step correct) and one shaping. The table: held-out accuracy and the
@@ -30,6 +31,7 @@ class HackConfig:
     step_weight: float = 1.0          # rewards = outcome=1,steps=<step_weight>
     iters: int = 150
     lr: float = 3e-5
+    prm_ckpt: str = ""                # a learned PRM (train_prm.py) pays the steps instead of the oracle
 
 
 def main(c: HackConfig):
@@ -41,7 +43,7 @@ def main(c: HackConfig):
     for shaping in shapings:
         d = os.path.join(c.out_dir, shaping.replace("+", "_"))
         s = train(PPOConfig(sft_ckpt=c.sft_ckpt, out_dir=d, rewards=f"outcome=1,steps={c.step_weight}",
-                            shaping=shaping, iters=c.iters, lr=c.lr, eval_interval=10**9))
+                            shaping=shaping, iters=c.iters, lr=c.lr, eval_interval=10**9, prm_ckpt=c.prm_ckpt))
         rows = [r for r in read_jsonl(os.path.join(d, "metrics.jsonl")) if "steps_per_answer" in r]
         first, last = rows[:10], rows[-10:]
         mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731

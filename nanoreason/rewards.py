@@ -71,13 +71,15 @@ def parse_weights(spec: str) -> dict[str, float]:
 
 
 def compound_reward(problem: Problem, completion: str, weights: dict[str, float], shaping: str = "none",
-                    eta: float = 0.5) -> tuple[float, list[float]]:
-    """(sequence reward = weighted outcome + format, per-step rewards = weight * shaped step rewards)."""
+                    eta: float = 0.5, step_r: list[float] | None = None) -> tuple[float, list[float]]:
+    """(sequence reward = weighted outcome + format, per-step rewards = weight * shaped step rewards). `step_r`: the
+    raw step rewards from elsewhere (a learned PRM) instead of the oracle's."""
     seq = weights.get("outcome", 0.0) * outcome_reward(problem, completion) + \
         weights.get("format", 0.0) * format_reward(completion)
     steps = []
     if weights.get("steps", 0.0):
-        steps = [weights["steps"] * x for x in shape_step_rewards(step_rewards(problem, completion), shaping, eta)]
+        raw = step_rewards(problem, completion) if step_r is None else step_r
+        steps = [weights["steps"] * x for x in shape_step_rewards(raw, shaping, eta)]
     return seq, steps
 
 

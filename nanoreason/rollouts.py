@@ -37,21 +37,22 @@ class Batch:
 
 @torch.no_grad()
 def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str = "none", max_new_tokens: int = 64,
-            temperature: float = 1.0, generator=None, prefix: list[int] = ()) -> Batch:
+            temperature: float = 1.0, generator=None, prefix: list[int] = (), step_scorer=None) -> Batch:
     """Sample one completion per problem (repeat a problem for several), decode it and put its rewards on tokens.
-    `prefix`: token ids before every prompt (e.g. a control token)."""
+    `prefix`: token ids before every prompt (e.g. a control token). `step_scorer(problems, texts)`: per-step rewards
+    from a learned PRM for the `steps` reward, instead of the oracle's."""
     prompts = [list(prefix) + tok.encode(prompt_text(p.question)) for p in problems]
     r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator)
     ids, mask = r.sequences()
     T = r.completion.shape[1]
-    scores, texts = torch.zeros(len(problems), T), []
-    for i, (p, comp) in enumerate(zip(problems, r.completion_ids())):
-        body = comp[:-1] if comp and comp[-1] == tok.eot_id else comp      # the text without its end-of-text
-        text = tok.decode(body)
-        seq, steps = compound_reward(p, text, weights, shaping)
+    scores = torch.zeros(len(problems), T)
+    bodies = [comp[:-1] if comp and comp[-1] == tok.eot_id else comp for comp in r.completion_ids()]   # without eot
+    texts = [tok.decode(body) for body in bodies]
+    learned = step_scorer(problems, texts) if step_scorer is not None and weights.get("steps") else [None] * len(texts)
+    for i, (p, comp, body, text) in enumerate(zip(problems, r.completion_ids(), bodies, texts)):
+        seq, steps = compound_reward(p, text, weights, shaping, step_r=learned[i])
         ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body]) if steps else []
         scores[i, :len(comp)] = token_rewards(seq, steps, ends, len(comp))
-        texts.append(text)
     dev = ids.device
     return Batch(r, ids, mask, r.prompt.shape[1], r.completion_mask.float(), scores.to(dev),
                  torch.tensor([outcome_reward(p, t) for p, t in zip(problems, texts)], device=dev),

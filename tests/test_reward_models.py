@@ -69,6 +69,18 @@ def test_a_tiny_orm_learns_a_labelling_it_can_see(tok):
     assert acc > 0.9, acc
 
 
+def test_collect_pays_steps_from_a_learned_scorer(tok):
+    from nanoreason.rollouts import collect
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=1, n_head=2, n_embd=32))
+    probs = generate(4, "train", 4, TASK)
+    b = collect(model, tok, probs, {"steps": 2.0}, "none", 24, 1.0, torch.Generator().manual_seed(0),
+                step_scorer=lambda ps, ts: [[0.25] * 9 for _ in ts])
+    for i, t in enumerate(b.texts):             # each step end gets 2 * 0.25 = 0.5, nothing else is paid
+        from nanoreason.tasks import split_steps
+        assert b.scores[i].sum().item() == pytest.approx(0.5 * len(split_steps(t)))
+
+
 def run(*args):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
 
@@ -93,6 +105,13 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min"} <= set(e["table"])
     assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
     assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last"}
+    # PPO paid by the learned PRM (and refusing an ORM there)
+    ppo = ["train_ppo.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/ppo", "--iters=1", "--batch_size=4",
+           "--minibatch_size=4", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1"]
+    r = run(*ppo, f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run(*ppo, f"--prm_ckpt={tmp_path}/orm/ckpt.pt")
+    assert r.returncode == 2 and "needs a PRM" in r.stderr, r.stderr
     # bad input: a reward model as the policy, a policy as the ORM, a PRM as the ORM, N > k
     for args, msg in [([f"--ckpt={tmp_path}/orm/ckpt.pt"], "is a reward_model checkpoint, but a policy"),
                       ([f"--ckpt={sft_ckpt}", f"--orm={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
