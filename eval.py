@@ -2,10 +2,11 @@
 
     python eval.py --ckpt=out/sft/ckpt.pt --k=16
     python eval.py --ckpt=out/sft/ckpt.pt --k=64 --orm=out/orm/ckpt.pt --prm=out/prm/ckpt.pt --best_of=1,4,16,64
+    python eval.py --k=16 --prm=out/prm/ckpt.pt --beam=4        # + PRM-guided step-level beam search
 
 Prints a Havrilla et al. 2024-style table — maj@1 (greedy), maj@k (majority vote of k samples), rerank@k (the
 sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last) and pass@k (some sample is right;
-unbiased estimator) — then best-of-N for each N in `best_of`, and saves everything as JSON.
+unbiased estimator), optionally PRM-guided beam search — then best-of-N for each N in `best_of`; saves it as JSON.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from nanoreason import reward_models as rm
 from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError, parse_args, run_main
 from nanoreason.evaluate import accuracy, solve
-from nanoreason.search import best_of_n, pick, sample_metrics
+from nanoreason.search import best_of_n, pick, prm_beam_search, sample_metrics
 from nanoreason.tasks import extract_answer, generate, task_from_config
 from nanoreason.training import pick_device
 
@@ -32,6 +33,8 @@ class EvalConfig:
     orm: str = ""                         # an ORM checkpoint (train_orm.py) to rerank with
     prm: str = ""                         # a PRM checkpoint (train_prm.py) to rerank with
     best_of: str = "1,4,16"               # N values for best-of-N (each <= k)
+    beam: int = 0                         # > 0: also PRM-guided step-level beam search with this beam width
+    expand: int = 4                       # continuations per beam and step in the beam search
     eval_problems: int = 256
     max_new_tokens: int = 64
     out: str = ""                         # JSON path; default out/eval/<policy dir>_k<k>.json
@@ -43,6 +46,8 @@ def main(c: EvalConfig):
     ns = [int(x) for x in c.best_of.split(",") if x.strip()] if c.best_of else []
     if c.k < 1:
         raise ConfigError(f"k must be >= 1, got {c.k}")
+    if c.beam and not c.prm:
+        raise ConfigError("--beam needs --prm: the beam search is guided by a process reward model")
     for n in ns:
         if not 0 < n <= c.k:
             raise ConfigError(f"best_of={n} is larger than k={c.k}, the samples drawn per problem (or < 1)")
@@ -78,6 +83,12 @@ def main(c: EvalConfig):
     row = {"maj@1 (greedy)": greedy, **sample_metrics(test, answers, k)}
     for name, sc in scores.items():
         row[f"rerank@{k} {name}"] = sum(pick(a, s) == p.answer for p, a, s in zip(test, answers, sc)) / len(test)
+    if c.beam:
+        prm_min = lambda ps, ts: [rm.aggregate(x, "min") for x in rm.score(rms["prm"][0], tok, ps, ts, "prm")]  # noqa: E731
+        found = prm_beam_search(policy, tok, prm_min, test, c.beam, c.expand, temperature=c.temperature,
+                                max_new_tokens=c.max_new_tokens)
+        row[f"PRM beam search (width {c.beam} x {c.expand})"] = \
+            sum(extract_answer(t) == p.answer for p, t in zip(test, found)) / len(test)
     best = {"majority": {n: best_of_n(test, answers, None, n) for n in ns}}
     best.update({name: {n: best_of_n(test, answers, sc, n) for n in ns} for name, sc in scores.items()})
 

@@ -68,3 +68,60 @@ def best_of_n(problems, answers: list[list], scores: list[list[float]] | None, n
             sc = scores[i][g:g + n] if scores is not None else None
             hits.append(pick(answers[i][g:g + n], sc) == p.answer)
     return sum(hits) / len(hits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Searching with a process reward model, and diverse selection
+
+def prm_beam_search(policy, tok, step_score, problems, beam_width: int = 4, expand: int = 4, max_steps: int = 6,
+                    temperature: float = 1.0, max_new_tokens: int = 64) -> list[str]:
+    """Step-level beam search guided by a PRM (Snell et al. 2024; Wang et al. 2024). Each beam is a prefix of whole
+    steps. Every round, each beam is continued `expand` times by the policy and cut after its next line; candidates
+    that reached the `####` line are finished, the others compete by `step_score(problems, texts) -> scores` and the
+    best `beam_width` per problem survive. Returns, per problem, the best-scoring finished text."""
+    if beam_width < 1 or expand < 1:
+        raise ConfigError(f"beam_width and expand must be >= 1, got {beam_width}, {expand}")
+    beams = [[""] for _ in problems]
+    finished = [[] for _ in problems]                        # (score, text)
+    for _ in range(max_steps):
+        jobs = [(i, pre) for i, bs in enumerate(beams) for pre in bs for _ in range(expand)]
+        if not jobs:
+            break
+        conts = solve(policy, tok, [problems[i].question.strip() + ("\n" + pre.rstrip("\n") if pre else "")
+                                    for i, pre in jobs], max_new_tokens=max_new_tokens, greedy=False,
+                      temperature=temperature)
+        cands = [[] for _ in problems]
+        for (i, pre), cont in zip(jobs, conts):
+            line = cont.split("\n")[0]
+            text = pre + line + ("" if line.strip().startswith("####") or "\n" not in cont else "\n")
+            if text not in [t for t, _ in cands[i]]:
+                cands[i].append((text, line.strip().startswith("####") or "\n" not in cont))
+        flat = [(i, t, done) for i, cs in enumerate(cands) for t, done in cs]
+        scores = step_score([problems[i] for i, _, _ in flat], [t for _, t, _ in flat])
+        beams = [[] for _ in problems]
+        ranked = sorted(zip(scores, flat), key=lambda x: -x[0])
+        for s, (i, t, done) in ranked:
+            if done:
+                finished[i].append((s, t))
+            elif len(beams[i]) < beam_width:
+                beams[i].append(t)
+    return [max(f)[1] if f else (b[0] if b else "") for f, b in zip(finished, beams)]
+
+
+def jaccard(a: str, b: str) -> float:
+    x, y = set(a.split()), set(b.split())
+    return len(x & y) / max(1, len(x | y))
+
+
+def mmr_select(texts: list[str], relevance: list[float], k: int, lam: float = 0.5, sim=jaccard) -> list[int]:
+    """Maximal marginal relevance (Carbonell & Goldstein 1998): greedily pick k indices maximising
+    lam * relevance_i - (1 - lam) * max_{j picked} sim(text_i, text_j): good samples that are not all the same."""
+    if not 0 < k <= len(texts):
+        raise ConfigError(f"MMR needs 1 <= k <= {len(texts)} candidates, got k={k}")
+    picked, left = [], list(range(len(texts)))
+    while len(picked) < k:
+        best = max(left, key=lambda i: lam * relevance[i] - (1 - lam) * max((sim(texts[i], texts[j]) for j in picked),
+                                                                             default=0.0))
+        picked.append(best)
+        left.remove(best)
+    return picked

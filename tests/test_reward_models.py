@@ -99,10 +99,12 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
         s = json.load(open(tmp_path / f"prm_{labels}" / "summary.json"))
         assert 0 <= s["step_accuracy"] <= 1 and (labels != "mc_soft" or set(s["mc_agreement_with_oracle"]) == {"1", "2"})
     r = run("eval.py", f"--ckpt={sft_ckpt}", "--k=4", "--best_of=1,2,4", "--eval_problems=8", "--max_new_tokens=16",
-            f"--orm={tmp_path}/orm/ckpt.pt", f"--prm={tmp_path}/prm_oracle/ckpt.pt", f"--out={tmp_path}/eval.json")
+            f"--orm={tmp_path}/orm/ckpt.pt", f"--prm={tmp_path}/prm_oracle/ckpt.pt", f"--out={tmp_path}/eval.json",
+            "--beam=2", "--expand=2")
     assert r.returncode == 0, r.stderr[-2000:]
     e = json.load(open(tmp_path / "eval.json"))
-    assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min"} <= set(e["table"])
+    assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min",
+            "PRM beam search (width 2 x 2)"} <= set(e["table"])
     assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
     assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last"}
     # PPO paid by the learned PRM (and refusing an ORM there)
@@ -116,7 +118,8 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     for args, msg in [([f"--ckpt={tmp_path}/orm/ckpt.pt"], "is a reward_model checkpoint, but a policy"),
                       ([f"--ckpt={sft_ckpt}", f"--orm={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
                       ([f"--ckpt={sft_ckpt}", f"--orm={tmp_path}/prm_oracle/ckpt.pt"], "is a prm checkpoint, passed as --orm"),
-                      ([f"--ckpt={sft_ckpt}", "--k=4", "--best_of=8"], "best_of=8 is larger than k=4")]:
+                      ([f"--ckpt={sft_ckpt}", "--k=4", "--best_of=8"], "best_of=8 is larger than k=4"),
+                      ([f"--ckpt={sft_ckpt}", "--beam=2"], "--beam needs --prm")]:
         r = run("eval.py", *args)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
 
@@ -124,3 +127,29 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
 def test_unknown_labels_is_one_clear_line():
     r = run("train_prm.py", "--labels=vibes")
     assert r.returncode == 2 and "unknown labels 'vibes'" in r.stderr
+
+
+def test_mmr_prefers_a_different_good_sample_over_a_duplicate():
+    from nanoreason.search import mmr_select
+    texts = ["a b c #### 5", "a b c #### 5", "x y z #### 7", "q #### 1"]
+    assert mmr_select(texts, [0.9, 0.9, 0.8, 0.1], 2, lam=0.5) == [0, 2]       # not the duplicate 1
+    assert mmr_select(texts, [0.9, 0.9, 0.8, 0.1], 2, lam=1.0) == [0, 1]       # relevance only
+    with pytest.raises(Exception, match="1 <= k <= 4"):
+        mmr_select(texts, [0.0] * 4, 5)
+
+
+def test_prm_beam_search_follows_the_scorer(tok):
+    """With the oracle as the step scorer, beam search from a weak policy finishes every problem and never returns
+    a text whose steps the oracle rejects when a clean one was found among the candidates."""
+    from nanoreason.search import prm_beam_search
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=1, n_head=2, n_embd=32))
+    probs = generate(3, "train", 7, TASK)
+    seen = []
+
+    def oracle_min(ps, ts):
+        seen.extend(ts)
+        return [rm.aggregate(rm.oracle_labels(p, t), "min") for p, t in zip(ps, ts)]
+    out = prm_beam_search(model, tok, oracle_min, probs, beam_width=2, expand=2, max_steps=2, max_new_tokens=12)
+    assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    assert seen and all(t in seen or t == "" for t in out)                      # answers come from scored candidates
