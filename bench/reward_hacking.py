@@ -31,6 +31,7 @@ class HackConfig:
     step_weight: float = 1.0          # rewards = outcome=1,steps=<step_weight>
     iters: int = 150
     lr: float = 3e-5
+    temperature: float = 0.7          # sampling temperature of the PPO rollouts
     prm_ckpt: str = ""                # a learned PRM (train_prm.py) pays the steps instead of the oracle
 
 
@@ -43,7 +44,8 @@ def main(c: HackConfig):
     for shaping in shapings:
         d = os.path.join(c.out_dir, shaping.replace("+", "_"))
         s = train(PPOConfig(sft_ckpt=c.sft_ckpt, out_dir=d, rewards=f"outcome=1,steps={c.step_weight}",
-                            shaping=shaping, iters=c.iters, lr=c.lr, eval_interval=10**9, prm_ckpt=c.prm_ckpt))
+                            shaping=shaping, iters=c.iters, lr=c.lr, eval_interval=10**9, prm_ckpt=c.prm_ckpt,
+                            temperature=c.temperature, temperature_end=c.temperature))
         rows = [r for r in read_jsonl(os.path.join(d, "metrics.jsonl")) if "steps_per_answer" in r]
         first, last = rows[:10], rows[-10:]
         mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
