@@ -3,6 +3,7 @@
     python eval.py --ckpt=out/sft/ckpt.pt --k=16
     python eval.py --ckpt=out/sft/ckpt.pt --k=64 --orm=out/orm/ckpt.pt --prm=out/prm/ckpt.pt --best_of=1,4,16,64
     python eval.py --k=16 --prm=out/prm/ckpt.pt --beam=4        # + PRM-guided step-level beam search
+    python eval.py --k=16 --prm=out/prm/ckpt.pt --mmr=4         # + a vote over 4 diverse samples (MMR)
 
 Prints a Havrilla et al. 2024-style table — maj@1 (greedy), maj@k (majority vote of k samples), rerank@k (the
 sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last) and pass@k (some sample is right;
@@ -20,7 +21,7 @@ from nanoreason import reward_models as rm
 from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError, parse_args, run_main
 from nanoreason.evaluate import accuracy, solve
-from nanoreason.search import best_of_n, pick, prm_beam_search, sample_metrics
+from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics
 from nanoreason.tasks import extract_answer, generate, task_from_config
 from nanoreason.training import pick_device
 
@@ -35,6 +36,8 @@ class EvalConfig:
     best_of: str = "1,4,16"               # N values for best-of-N (each <= k)
     beam: int = 0                         # > 0: also PRM-guided step-level beam search with this beam width
     expand: int = 4                       # continuations per beam and step in the beam search
+    mmr: int = 0                          # > 0: also maj@mmr over `mmr` of the k samples chosen by maximal marginal
+                                          # relevance (relevance: the PRM's or ORM's score) vs over the first `mmr`
     eval_problems: int = 256
     max_new_tokens: int = 64
     out: str = ""                         # JSON path; default out/eval/<policy dir>_k<k>.json
@@ -46,6 +49,8 @@ def main(c: EvalConfig):
     ns = [int(x) for x in c.best_of.split(",") if x.strip()] if c.best_of else []
     if c.k < 1:
         raise ConfigError(f"k must be >= 1, got {c.k}")
+    if c.mmr > c.k:
+        raise ConfigError(f"mmr={c.mmr} is larger than k={c.k}, the samples drawn per problem")
     if c.beam and not c.prm:
         raise ConfigError("--beam needs --prm: the beam search is guided by a process reward model")
     for n in ns:
@@ -89,6 +94,12 @@ def main(c: EvalConfig):
                                 max_new_tokens=c.max_new_tokens)
         row[f"PRM beam search (width {c.beam} x {c.expand})"] = \
             sum(extract_answer(t) == p.answer for p, t in zip(test, found)) / len(test)
+    if c.mmr:
+        rel = scores.get("PRM-min") or scores.get("ORM") or [[0.0] * k for _ in test]
+        tx = group(texts)
+        chosen = [[a[j] for j in mmr_select(t, r, c.mmr)] for a, t, r in zip(answers, tx, rel)]
+        row[f"maj@{c.mmr} of MMR-chosen"] = sum(pick(a) == p.answer for p, a in zip(test, chosen)) / len(test)
+        row[f"maj@{c.mmr} of the first"] = sum(pick(a[:c.mmr]) == p.answer for p, a in zip(test, answers)) / len(test)
     best = {"majority": {n: best_of_n(test, answers, None, n) for n in ns}}
     best.update({name: {n: best_of_n(test, answers, sc, n) for n in ns} for name, sc in scores.items()})
 

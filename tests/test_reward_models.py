@@ -100,11 +100,11 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
         assert 0 <= s["step_accuracy"] <= 1 and (labels != "mc_soft" or set(s["mc_agreement_with_oracle"]) == {"1", "2"})
     r = run("eval.py", f"--ckpt={sft_ckpt}", "--k=4", "--best_of=1,2,4", "--eval_problems=8", "--max_new_tokens=16",
             f"--orm={tmp_path}/orm/ckpt.pt", f"--prm={tmp_path}/prm_oracle/ckpt.pt", f"--out={tmp_path}/eval.json",
-            "--beam=2", "--expand=2")
+            "--beam=2", "--expand=2", "--mmr=2")
     assert r.returncode == 0, r.stderr[-2000:]
     e = json.load(open(tmp_path / "eval.json"))
     assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min",
-            "PRM beam search (width 2 x 2)"} <= set(e["table"])
+            "PRM beam search (width 2 x 2)", "maj@2 of MMR-chosen", "maj@2 of the first"} <= set(e["table"])
     assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
     assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last"}
     # PPO paid by the learned PRM (and refusing an ORM there)
