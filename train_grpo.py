@@ -189,8 +189,8 @@ def train(cfg: GRPOConfig) -> dict:
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
 
         # ---- rollouts: G completions per prompt, next to each other
-        _, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size,
-                                    cfg.seed * 1_000_003 + it, cfg.weights, cfg.max_new_tokens, temp, gen)
+        _, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
+                             cfg.weights, cfg.max_new_tokens, temp, gen)
         rewards = b.scores.sum(1)                                        # (B,) one number per completion
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
