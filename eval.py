@@ -6,7 +6,8 @@
     python eval.py --k=16 --prm=out/prm/ckpt.pt --mmr=4         # + a vote over 4 diverse samples (MMR)
 
 Prints a Havrilla et al. 2024-style table — maj@1 (greedy), maj@k (majority vote of k samples), rerank@k (the
-sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last) and pass@k (some sample is right;
+sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last; and, as the ceiling, the task's step
+oracle used as a PRM) and pass@k (some sample is right;
 unbiased estimator), optionally PRM-guided beam search — then best-of-N for each N in `best_of`; saves it as JSON.
 """
 from __future__ import annotations
@@ -36,8 +37,8 @@ class EvalConfig:
     best_of: str = "1,4,16"               # N values for best-of-N (each <= k)
     beam: int = 0                         # > 0: also PRM-guided step-level beam search with this beam width
     expand: int = 4                       # continuations per beam and step in the beam search
-    mmr: int = 0                          # > 0: also maj@mmr over `mmr` of the k samples chosen by maximal marginal
-                                          # relevance (relevance: the PRM's or ORM's score) vs over the first `mmr`
+    mmr: int = 0                          # > 0: vote and coverage ("any right") of `mmr` of the k samples chosen by
+                                          # maximal marginal relevance (relevance: PRM or ORM score) vs the first `mmr`
     eval_problems: int = 256
     max_new_tokens: int = 64
     out: str = ""                         # JSON path; default out/eval/<policy dir>_k<k>.json
@@ -79,6 +80,8 @@ def main(c: EvalConfig):
     scores = {}
     if "orm" in rms:
         scores["ORM"] = group(rm.score(rms["orm"][0], tok, reps, texts, "orm"))
+    oracle = [rm.oracle_labels(p, t) for p, t in zip(reps, texts)]              # what a perfect PRM would say
+    scores["oracle PRM-min"] = group([rm.aggregate(o, "min") for o in oracle])
     if "prm" in rms:
         steps = rm.score(rms["prm"][0], tok, reps, texts, "prm")
         for how in rm.AGGREGATES:
@@ -95,11 +98,12 @@ def main(c: EvalConfig):
         row[f"PRM beam search (width {c.beam} x {c.expand})"] = \
             sum(extract_answer(t) == p.answer for p, t in zip(test, found)) / len(test)
     if c.mmr:
-        rel = scores.get("PRM-min") or scores.get("ORM") or [[0.0] * k for _ in test]
+        rel = scores.get("PRM-min") or scores.get("ORM") or scores["oracle PRM-min"]
         tx = group(texts)
         chosen = [[a[j] for j in mmr_select(t, r, c.mmr)] for a, t, r in zip(answers, tx, rel)]
-        row[f"maj@{c.mmr} of MMR-chosen"] = sum(pick(a) == p.answer for p, a in zip(test, chosen)) / len(test)
-        row[f"maj@{c.mmr} of the first"] = sum(pick(a[:c.mmr]) == p.answer for p, a in zip(test, answers)) / len(test)
+        for name, sets in ((f"MMR-chosen {c.mmr}", chosen), (f"first {c.mmr}", [a[:c.mmr] for a in answers])):
+            row[f"maj, {name}"] = sum(pick(a) == p.answer for p, a in zip(test, sets)) / len(test)
+            row[f"any right, {name}"] = sum(p.answer in a for p, a in zip(test, sets)) / len(test)
     best = {"majority": {n: best_of_n(test, answers, None, n) for n in ns}}
     best.update({name: {n: best_of_n(test, answers, sc, n) for n in ns} for name, sc in scores.items()})
 

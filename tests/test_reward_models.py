@@ -104,9 +104,11 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     e = json.load(open(tmp_path / "eval.json"))
     assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min",
-            "PRM beam search (width 2 x 2)", "maj@2 of MMR-chosen", "maj@2 of the first"} <= set(e["table"])
+            "PRM beam search (width 2 x 2)", "any right, MMR-chosen 2", "maj, first 2",
+            "rerank@4 oracle PRM-min"} <= set(e["table"])
     assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
-    assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last"}
+    assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last", "oracle PRM-min"}
+    assert e["table"]["rerank@4 oracle PRM-min"] <= e["table"]["pass@4"] + 1e-9
     # PPO paid by the learned PRM (and refusing an ORM there)
     ppo = ["train_ppo.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/ppo", "--iters=1", "--batch_size=4",
            "--minibatch_size=4", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1"]
