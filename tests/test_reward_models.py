@@ -155,3 +155,14 @@ def test_prm_beam_search_follows_the_scorer(tok):
     out = prm_beam_search(model, tok, oracle_min, probs, beam_width=2, expand=2, max_steps=2, max_new_tokens=12)
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
     assert seen and all(t in seen or t == "" for t in out)                      # answers come from scored candidates
+
+
+def test_reward_hacking_bench_runs_and_tabulates(sft_ckpt, tmp_path):
+    r = run("bench/reward_hacking.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--shapings=none,delta",
+            "--iters=2", "--batch_size=8", "--eval_problems=8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.load(open(tmp_path / "results.json"))
+    assert set(res) == {"none", "delta"} and all(x["steps_start"] >= 0 for x in res.values())
+    assert (tmp_path / "hacking.png").exists() and "| delta |" in open(tmp_path / "table.md").read()
+    r = run("bench/reward_hacking.py", "--shapings=none,square")
+    assert r.returncode == 2 and "unknown shaping 'square'" in r.stderr
