@@ -62,11 +62,14 @@ class SFTConfig:
     resume: bool = False
     init_from: str = ""            # start from this checkpoint's weights and optimizer (continued SFT)
     time_limit: float = 0.0        # > 0: stop after this many seconds of wall time (the equal-time control)
+    repeat_step_prob: float = 0.0  # this fraction of training solutions restate one step on a second line: a start
+                                   # that sometimes pads, for the reward-hacking experiment (bench/reward_hacking.py)
     device: str = "auto"
 
     def __post_init__(self):
         check(not (self.resume and self.init_from), "use either --resume or --init_from, not both")
         check(self.time_limit >= 0, f"time_limit must be >= 0, got {self.time_limit}")
+        check(0 <= self.repeat_step_prob <= 1, f"repeat_step_prob must be in [0, 1], got {self.repeat_step_prob}")
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         check(self.max_iters > 0, f"max_iters must be > 0, got {self.max_iters}")
         check(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
@@ -86,13 +89,20 @@ class SFTConfig:
 
 # fields whose change makes an existing checkpoint unusable for --resume
 RESUME_FIELDS = ("seed", "min_steps", "max_steps", "max_value", "max_factor", "ops", "gsm8k_train", "vocab_size",
-                 "n_layer", "n_head", "n_embd", "block_size", "batch_size")
+                 "n_layer", "n_head", "n_embd", "block_size", "batch_size", "repeat_step_prob")
 
 
 def sft_batch(tok: Tokenizer, problems, block_size: int):
     """Problems -> right-padded (x, y): the question is the prompt, the reference solution the completion to learn."""
     return completion_batch(tok, [(tok.encode(prompt_text(p.question)), tok.encode(p.solution)) for p in problems],
                             block_size)
+
+
+def repeat_a_step(p, rng: random.Random):
+    """The problem with one of its solution's step lines written twice (the oracle calls both copies correct)."""
+    lines = p.solution.split("\n")
+    k = rng.randrange(len(lines) - 1)                    # a step line, not the final "#### N"
+    return dataclasses.replace(p, solution="\n".join(lines[:k + 1] + lines[k:]))
 
 
 def data(cfg: SFTConfig):
@@ -110,7 +120,11 @@ def data(cfg: SFTConfig):
 
         def train_batch(step):                           # a deterministic batch per step: resuming needs no replay
             it = stream("train", seed=cfg.seed * 1_000_003 + step, cfg=cfg.task())
-            return [next(it) for _ in range(cfg.batch_size)]
+            batch = [next(it) for _ in range(cfg.batch_size)]
+            if cfg.repeat_step_prob:
+                rng = random.Random(f"{cfg.seed}:{step}:repeat")
+                batch = [repeat_a_step(p, rng) if rng.random() < cfg.repeat_step_prob else p for p in batch]
+            return batch
         it = stream("train", seed=cfg.seed - 1, cfg=cfg.task())
         corpus = [next(it) for _ in range(4000)]
     text = "\n".join(prompt_text(p.question) + p.solution for p in corpus)

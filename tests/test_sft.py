@@ -106,3 +106,14 @@ def test_sample_shows_verdicts(tmp_path):
     assert r.returncode == 0 and r.stdout.count("Q: ") == 2 and "truth" in r.stdout, r.stderr
     r = run("sample.py", f"--ckpt={tmp_path}/nothing.pt")
     assert r.returncode == 2 and "no such checkpoint" in r.stderr
+
+
+def test_repeat_a_step_pads_with_a_step_the_oracle_accepts():
+    import random
+
+    from nanoreason.tasks import TaskConfig, check_steps, generate, split_steps
+    from train_sft import repeat_a_step
+    for i, p in enumerate(generate(20, "train", 0, TaskConfig())):
+        q = repeat_a_step(p, random.Random(i))
+        assert len(split_steps(q.solution)) == len(split_steps(p.solution)) + 1
+        assert all(check_steps(q, q.solution)) and q.solution.endswith(f"#### {p.answer}")
