@@ -32,13 +32,14 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nanoreason import reward_models as rm
 from nanoreason import rl
 from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
-from nanoreason.rewards import parse_weights
+from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
 from nanoreason.tasks import generate
 from nanoreason.training import check_finite, linear, pick_device
@@ -56,6 +57,8 @@ class GRPOConfig:
     algo: str = "grpo"                    # grpo, rloo or reinforce (see the table above)
     dr_grpo: bool = False                 # with algo=grpo: Dr.GRPO's advantage and normaliser
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (one number per completion)
+    shaping: str = "none"                 # step-reward shaping before the sum: none, clip, delta, clip+delta
+    prm_ckpt: str = ""                    # the `steps` reward from this learned PRM (train_prm.py), not the oracle
     iters: int = 150
     prompts_per_iter: int = 16
     group_size: int = 4                   # completions per prompt; the batch is prompts_per_iter * group_size
@@ -79,6 +82,7 @@ class GRPOConfig:
 
     def __post_init__(self):
         self.weights = parse_weights(self.rewards)
+        check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
         check(self.init in ("sft", "scratch"), f"init must be 'sft' or 'scratch', got {self.init!r}")
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose from {', '.join(ALGOS)}")
         check(not self.dr_grpo or self.algo == "grpo", f"--dr_grpo modifies algo=grpo, not algo={self.algo}")
@@ -157,6 +161,7 @@ def train(cfg: GRPOConfig) -> dict:
     policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
     if cfg.init == "scratch":                                  # keep the tokenizer and the task, forget the weights
         policy = GPT(policy.cfg).to(device)
+    step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
     t0 = time.time()
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -190,13 +195,14 @@ def train(cfg: GRPOConfig) -> dict:
 
         # ---- rollouts: G completions per prompt, next to each other
         _, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
-                             cfg.weights, cfg.max_new_tokens, temp, gen)
-        rewards = b.scores.sum(1)                                        # (B,) one number per completion
+                             cfg.weights, cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer)
+        rewards = b.scores.sum(1)                  # (B,) one number per completion (shaped step rewards summed)
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
         s = update(policy, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
         row = dict(step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
                    train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
+               steps_per_answer=b.n_steps.mean().item(),
                    **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
                    temperature=temp, wall=wall_before + time.time() - t0)
         log.log(**row)

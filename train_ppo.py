@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from nanoreason import reward_models as rm
 from nanoreason import rl
-from nanoreason.checkpoint import load_model, load_start, resume, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -155,12 +155,7 @@ def train(cfg: PPOConfig) -> dict:
     params = trunks + head
     optimizer = torch.optim.AdamW([{"params": trunks, "lr": cfg.lr}, {"params": head, "lr": cfg.critic_lr}],
                                   betas=(0.9, 0.95), weight_decay=0.0)
-    step_scorer = None
-    if cfg.prm_ckpt:                                   # a learned PRM pays the steps instead of the oracle
-        prm, prm_tok, prm_ck = load_model(cfg.prm_ckpt, kind="reward_model", device=device)
-        if prm_ck["extra"].get("rm") != "prm" or prm_tok.to_dict() != tok.to_dict():
-            raise ConfigError(f"{cfg.prm_ckpt}: needs a PRM (train_prm.py) with this policy's tokenizer")
-        step_scorer = lambda problems, texts: rm.score(prm, tok, problems, texts, "prm")  # noqa: E731
+    step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
     test = generate(cfg.eval_problems, "test", task_seed, task)

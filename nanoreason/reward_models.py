@@ -204,3 +204,12 @@ def outcome_accuracy(model: GPT, tok: Tokenizer, problems, texts, correct) -> fl
     """Fraction of answers where the ORM's verdict (p > 0.5) agrees with the final-answer check."""
     s = score(model, tok, problems, texts, "orm")
     return sum(int((x > 0.5) == bool(c)) for x, c in zip(s, correct)) / max(1, len(s))
+
+
+def prm_step_scorer(path: str, tok: Tokenizer, device="cpu"):
+    """A learned PRM as the `steps` reward of an RL trainer: (problems, texts) -> per-step probabilities."""
+    from nanoreason.checkpoint import load_model
+    prm, prm_tok, ck = load_model(path, kind="reward_model", device=device)
+    if ck["extra"].get("rm") != "prm" or prm_tok.to_dict() != tok.to_dict():
+        raise ConfigError(f"{path}: needs a PRM (train_prm.py) with this policy's tokenizer")
+    return lambda problems, texts: score(prm, tok, problems, texts, "prm")

@@ -61,7 +61,8 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
 
 
 def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, seed: int, weights: dict,
-                  max_new_tokens: int, temperature: float, generator, prefix: list[int] = ()):
+                  max_new_tokens: int, temperature: float, generator, prefix: list[int] = (), shaping: str = "none",
+                  step_scorer=None):
     """k completions for each of `n_problems` fresh training problems drawn with `seed`, the k of a problem next to
     each other: (problems, each repeated k times; their Batch). Sampling is seeded by `seed` too: a round is
     reproducible on its own."""
@@ -69,7 +70,8 @@ def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, se
     problems = [p for p in (next(it) for _ in range(n_problems)) for _ in range(k)]
     generator.manual_seed(seed)
     policy.eval()
-    return problems, collect(policy, tok, problems, weights, "none", max_new_tokens, temperature, generator, prefix)
+    return problems, collect(policy, tok, problems, weights, shaping, max_new_tokens, temperature, generator, prefix,
+                             step_scorer)
 
 
 def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, with_entropy: bool = True):

@@ -72,6 +72,7 @@ def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
     (["--algo=rloo", "--dr_grpo"], "--dr_grpo modifies algo=grpo"),
     (["--algo=reinforce", "--kl_coef=0.1"], "needs epochs=1 and kl_coef=0"),
     (["--rewards=outcome=much"], "reward weight for 'outcome' must be a number"),
+    (["--shaping=square"], "unknown shaping 'square'"),
 ])
 def test_bad_input_is_one_clear_line(args, message):
     r = run_grpo(*args)

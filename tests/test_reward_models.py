@@ -116,6 +116,10 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     r = run(*ppo, f"--prm_ckpt={tmp_path}/orm/ckpt.pt")
     assert r.returncode == 2 and "needs a PRM" in r.stderr, r.stderr
+    r = run("train_grpo.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/grpo", "--iters=1", "--prompts_per_iter=2",
+            "--group_size=2", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1",
+            "--shaping=delta", f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt")
+    assert r.returncode == 0, r.stderr[-2000:]
     # bad input: a reward model as the policy, a policy as the ORM, a PRM as the ORM, N > k
     for args, msg in [([f"--ckpt={tmp_path}/orm/ckpt.pt"], "is a reward_model checkpoint, but a policy"),
                       ([f"--ckpt={sft_ckpt}", f"--orm={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
