@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from kernels.logprobs import _compute_dtype, _pow2_at_most, triton_cdiv, triton_ready
+from kernels.logprobs import _compute_dtype, triton_blocks, triton_cdiv
 
 KINDS = ("forward", "reverse", "jsd")
 
@@ -93,13 +93,8 @@ def kl_div(student_logits, teacher_logits, kind: str = "forward", temperature: f
     V = student_logits.shape[-1]
     s, t = student_logits.reshape(-1, V), teacher_logits.reshape(-1, V)
     if backend == "triton":
-        interpreted = triton_ready(student_logits)
-        bn = block_n or (4 if interpreted else 8)
-        bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else 4096)
-        for name, b in (("block_n", bn), ("block_v", bv)):
-            if b & (b - 1):
-                raise ValueError(f"{name} must be a power of 2, got {b}")
-        out = _TritonKL.apply(s.contiguous(), t.detach().contiguous(), kind, temperature, beta, (bn, bv))
+        blocks = triton_blocks(student_logits, V, block_n, block_v)
+        out = _TritonKL.apply(s.contiguous(), t.detach().contiguous(), kind, temperature, beta, blocks)
         return out.view(student_logits.shape[:-1])
     chunk = chunk or max(1, 2**21 // V)
     parts = [checkpoint(_divergence, s[i:i + chunk], t[i:i + chunk], kind, temperature, beta, use_reentrant=False)

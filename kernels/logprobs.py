@@ -119,6 +119,18 @@ def triton_ready(x) -> bool:
     return interpreted
 
 
+def triton_blocks(x, V: int, block_n: int | None, block_v: int | None) -> tuple[int, int]:
+    """(rows, vocabulary columns) of one Triton tile for logits `x` with V columns: small tiles on the interpreter,
+    larger on a GPU; explicit sizes must be powers of 2. Raises first if the kernels cannot run on `x`."""
+    interpreted = triton_ready(x)
+    bn = block_n or (4 if interpreted else 8)
+    bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else 4096)
+    for name, b in (("block_n", bn), ("block_v", bv)):
+        if b & (b - 1):
+            raise ValueError(f"{name} must be a power of 2, got {b}")
+    return bn, bv
+
+
 def triton_cdiv(a, b):
     return (a + b - 1) // b
 
@@ -143,11 +155,5 @@ def logprobs(logits, targets, temperature: float = 1.0, backend: str = "auto", i
     if backend == "chunked":
         chunk = chunk or max(1, 2**21 // V)                             # ~8 MiB of fp32 temporaries per block
         return _Chunked.apply(x, y, temperature, ignore_index, chunk).view(targets.shape)
-    interpreted = triton_ready(logits)
-    x = x.contiguous()
-    bn = block_n or (4 if interpreted else 8)
-    bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else 4096)
-    for name, b in (("block_n", bn), ("block_v", bv)):
-        if b & (b - 1):
-            raise ValueError(f"{name} must be a power of 2, got {b}")
-    return _Triton.apply(x, y.contiguous(), temperature, ignore_index, (bn, bv)).view(targets.shape)
+    blocks = triton_blocks(logits, V, block_n, block_v)
+    return _Triton.apply(x.contiguous(), y.contiguous(), temperature, ignore_index, blocks).view(targets.shape)

@@ -12,6 +12,8 @@ Each program handles BLOCK_N rows and walks the vocabulary in BLOCK_V tiles:
 import triton
 import triton.language as tl
 
+from kernels.triton_logprobs import _lse_update
+
 
 @triton.jit
 def _tile(S, T, base, cols, row_ok, V, inv_t, F64: tl.constexpr):
@@ -32,13 +34,6 @@ def _log_m(logp, logq, log_beta, log_1mbeta):
     mx = tl.maximum(a, b)
     mx_safe = tl.where(mx == float("-inf"), 0.0, mx)
     return mx_safe + tl.log(tl.exp(a - mx_safe) + tl.exp(b - mx_safe))
-
-
-@triton.jit
-def _lse_update(m, s, z):
-    m_new = tl.maximum(m, tl.max(z, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    return m_new, s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe[:, None]), 1)
 
 
 @triton.jit

@@ -10,6 +10,14 @@ import triton.language as tl
 
 
 @triton.jit
+def _lse_update(m, s, z):
+    """One tile of the online log-sum-exp: running max m and sum s (of exp(z - m)) per row, updated with tile z."""
+    m_new = tl.maximum(m, tl.max(z, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)              # a row of -inf so far: keep exp() finite
+    return m_new, s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe[:, None]), 1)
+
+
+@triton.jit
 def _fwd(X, Y, OUT, LSE, N, V, stride, inv_t, ignore_index,
          F64: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -26,10 +34,7 @@ def _fwd(X, Y, OUT, LSE, N, V, stride, inv_t, ignore_index,
         mask = row_ok[:, None] & (cols[None, :] < V)
         x = tl.load(X + base[:, None] + cols[None, :], mask=mask, other=float("-inf"))
         x = (x.to(tl.float64) if F64 else x.to(tl.float32)) * inv_t
-        m_new = tl.maximum(m, tl.max(x, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)          # a row of -inf so far: keep exp() finite
-        s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(x - m_safe[:, None]), 1)
-        m = m_new
+        m, s = _lse_update(m, s, x)
     s = tl.where(row_ok, s, 1.0)                                        # rows past N: keep log() finite
     lse = tl.where(m == float("-inf"), 0.0, m) + tl.log(s)
     y = tl.load(Y + rows, mask=row_ok, other=ignore_index)
