@@ -59,13 +59,8 @@ def main(c: EvalConfig):
             raise ConfigError(f"best_of={n} is larger than k={c.k}, the samples drawn per problem (or < 1)")
     device = pick_device(c.device)
     policy, tok, ckpt = load_model(c.ckpt, kind="policy", device=device)
-    rms = {name: load_model(path, kind="reward_model", device=device) for name, path in (("orm", c.orm), ("prm", c.prm))
+    rms = {name: rm.load_reward_model(path, name, tok, device) for name, path in (("orm", c.orm), ("prm", c.prm))
            if path}
-    for name, (_, rm_tok, rm_ck) in rms.items():
-        if rm_tok.to_dict() != tok.to_dict():
-            raise ConfigError(f"{getattr(c, name)}: this reward model has a different tokenizer than {c.ckpt}")
-        if rm_ck["extra"].get("rm") != name:
-            raise ConfigError(f"{getattr(c, name)}: is a {rm_ck['extra'].get('rm')} checkpoint, passed as --{name}")
     config = ckpt.get("config", {})
     test = generate(c.eval_problems, "test", config.get("seed", 0), task_from_config(config))
     prefix = ckpt.get("extra", {}).get("prefix", [])            # return-conditioned policies ask for <|correct|>
@@ -79,11 +74,11 @@ def main(c: EvalConfig):
     answers = group([extract_answer(t) for t in texts])
     scores = {}
     if "orm" in rms:
-        scores["ORM"] = group(rm.score(rms["orm"][0], tok, reps, texts, "orm"))
+        scores["ORM"] = group(rm.score(rms["orm"], tok, reps, texts, "orm"))
     oracle = [rm.oracle_labels(p, t) for p, t in zip(reps, texts)]              # what a perfect PRM would say
     scores["oracle PRM-min"] = group([rm.aggregate(o, "min") for o in oracle])
     if "prm" in rms:
-        steps = rm.score(rms["prm"][0], tok, reps, texts, "prm")
+        steps = rm.score(rms["prm"], tok, reps, texts, "prm")
         for how in rm.AGGREGATES:
             scores[f"PRM-{how}"] = group([rm.aggregate(s, how) for s in steps])
 
@@ -92,7 +87,7 @@ def main(c: EvalConfig):
     for name, sc in scores.items():
         row[f"rerank@{k} {name}"] = sum(pick(a, s) == p.answer for p, a, s in zip(test, answers, sc)) / len(test)
     if c.beam:
-        prm_min = lambda ps, ts: [rm.aggregate(x, "min") for x in rm.score(rms["prm"][0], tok, ps, ts, "prm")]  # noqa: E731
+        prm_min = lambda ps, ts: [rm.aggregate(x, "min") for x in rm.score(rms["prm"], tok, ps, ts, "prm")]  # noqa: E731
         found = prm_beam_search(policy, tok, prm_min, test, c.beam, c.expand, temperature=c.temperature,
                                 max_new_tokens=c.max_new_tokens)
         row[f"PRM beam search (width {c.beam} x {c.expand})"] = \

@@ -22,13 +22,16 @@ import re
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text, solve
 from nanoreason.model import GPT
 from nanoreason.rewards import step_end_tokens
 from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps
 from nanoreason.tokenizer import Tokenizer
+from nanoreason.training import minibatch_epochs
 
 LABELS = ("oracle", "mc_hard", "mc_soft", "perturbed")
 AGGREGATES = ("min", "prod", "last")
@@ -44,17 +47,25 @@ def encode(tok: Tokenizer, problem: Problem, text: str):
     return q, body + [tok.eot_id], ends
 
 
+def padded_ids(tok: Tokenizer, rows, block_size: int):
+    """Right-padded (B, T) prompt + completion ids of `encode`d rows, cut at block_size."""
+    T = min(block_size, max(len(q) + len(c) for q, c, _ in rows))
+    ids = torch.full((len(rows), T), tok.eot_id, dtype=torch.long)
+    for i, (q, c, _) in enumerate(rows):
+        seq = (q + c)[:T]
+        ids[i, :len(seq)] = torch.tensor(seq)
+    return ids
+
+
 def batch(tok: Tokenizer, examples, kind: str, block_size: int):
     """Right-padded ids (B, T), label targets (B, T) and a mask (B, T) of the positions that carry a label."""
     rows = [encode(tok, p, t) for p, t, _ in examples]
-    T = min(block_size, max(len(q) + len(c) for q, c, _ in rows))
-    ids = torch.full((len(rows), T), tok.eot_id, dtype=torch.long)
-    target, mask = torch.zeros(len(rows), T), torch.zeros(len(rows), T)
+    ids = padded_ids(tok, rows, block_size)
+    T = ids.shape[1]
+    target, mask = torch.zeros(ids.shape), torch.zeros(ids.shape)
     for i, ((q, c, ends), (_, _, labels)) in enumerate(zip(rows, examples)):
-        seq = (q + c)[:T]
-        ids[i, :len(seq)] = torch.tensor(seq)
         if kind == "orm":                                  # every completion token predicts the outcome
-            pos = list(range(len(q), len(seq)))
+            pos = list(range(len(q), min(len(q) + len(c), T)))
             target[i, pos], mask[i, pos] = labels[0], 1.0
         else:                                              # each step's end token predicts that step's label
             for e, y in zip(ends, labels):
@@ -76,9 +87,8 @@ def score(model: GPT, tok: Tokenizer, problems, texts, kind: str, batch_size: in
     model.eval()
     out = []
     for i in range(0, len(texts), batch_size):
-        exs = [(p, t, [0.0]) for p, t in zip(problems[i:i + batch_size], texts[i:i + batch_size])]
-        rows = [encode(tok, p, t) for p, t, _ in exs]
-        ids, _, _ = batch(tok, exs, "orm", model.cfg.block_size)
+        rows = [encode(tok, p, t) for p, t in zip(problems[i:i + batch_size], texts[i:i + batch_size])]
+        ids = padded_ids(tok, rows, model.cfg.block_size)
         probs = torch.sigmoid(model.rewards(model.hidden(ids.to(next(model.parameters()).device)))).cpu()
         for j, (q, c, ends) in enumerate(rows):
             last = min(len(q) + len(c), ids.shape[1]) - 1
@@ -164,28 +174,21 @@ def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
 def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size: int, lr: float, log=None,
         seed: int = 0) -> list[float]:
     """Train the whole model (trunk + reward head) on labelled examples with `rm_loss`; returns the batch losses."""
-    from tqdm import tqdm
-
-    from nanoreason.training import check_finite
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    g, losses, dev = torch.Generator().manual_seed(seed), [], next(model.parameters()).device
-    model.train()
-    steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
-    bar = tqdm(total=steps, desc=f"{kind} training")
-    for _ in range(epochs):
-        for idx in torch.randperm(len(examples), generator=g).split(batch_size):
-            ids, target, mask = batch(tok, [examples[i] for i in idx], kind, model.cfg.block_size)
-            loss = rm_loss(model, ids.to(dev), target.to(dev), mask.to(dev))
-            check_finite(loss, len(losses), f"{kind} loss")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            if log is not None and len(losses) % 10 == 0:
-                log.log(step=len(losses), loss=sum(losses[-10:]) / 10)
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+    dev = next(model.parameters()).device
+    bar = tqdm(total=epochs * ((len(examples) + batch_size - 1) // batch_size), desc=f"{kind} training")
+
+    def loss_fn(idx):
+        ids, target, mask = batch(tok, [examples[i] for i in idx], kind, model.cfg.block_size)
+        return rm_loss(model, ids.to(dev), target.to(dev), mask.to(dev))
+
+    def on_step(losses):
+        if log is not None and len(losses) % 10 == 0:
+            log.log(step=len(losses), loss=sum(losses[-10:]) / 10)
+        bar.update()
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    losses = minibatch_epochs(model, optimizer, len(examples), epochs, batch_size, loss_fn,
+                              generator=torch.Generator().manual_seed(seed), what=f"{kind} loss", on_step=on_step)
     bar.close()
     return losses
 
@@ -206,10 +209,20 @@ def outcome_accuracy(model: GPT, tok: Tokenizer, problems, texts, correct) -> fl
     return sum(int((x > 0.5) == bool(c)) for x, c in zip(s, correct)) / max(1, len(s))
 
 
+def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu", flag: str | None = None) -> GPT:
+    """The `kind` ("orm" or "prm") reward model at `path`, checked to be one and to share the policy's tokenizer;
+    `flag` names the option it came from in errors."""
+    model, rm_tok, ckpt = load_model(path, kind="reward_model", device=device)
+    got = ckpt["extra"].get("rm")
+    if got != kind:
+        raise ConfigError(f"{path}: is a {got} checkpoint, passed as --{flag or kind}: it needs a {kind.upper()} "
+                          f"(train_{kind}.py)")
+    if rm_tok.to_dict() != tok.to_dict():
+        raise ConfigError(f"{path}: this reward model has a different tokenizer than the policy")
+    return model
+
+
 def prm_step_scorer(path: str, tok: Tokenizer, device="cpu"):
     """A learned PRM as the `steps` reward of an RL trainer: (problems, texts) -> per-step probabilities."""
-    from nanoreason.checkpoint import load_model
-    prm, prm_tok, ck = load_model(path, kind="reward_model", device=device)
-    if ck["extra"].get("rm") != "prm" or prm_tok.to_dict() != tok.to_dict():
-        raise ConfigError(f"{path}: needs a PRM (train_prm.py) with this policy's tokenizer")
+    prm = load_reward_model(path, "prm", tok, device, flag="prm_ckpt")
     return lambda problems, texts: score(prm, tok, problems, texts, "prm")

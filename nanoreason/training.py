@@ -68,20 +68,33 @@ def sft_loss(model, x, y):
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
 
 
-def finetune(model, optimizer, tok, examples, epochs: int, batch_size: int, grad_clip: float = 1.0,
-             step: int = 0) -> list[float]:
-    """`epochs` shuffled passes of the SFT loss over (prompt ids, completion ids) pairs; returns the batch losses."""
+def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, loss_fn, grad_clip: float = 1.0,
+                     generator=None, what: str = "loss", step: int | None = None, on_step=None) -> list[float]:
+    """`epochs` shuffled passes over `n` examples: `loss_fn(indices)` gives a minibatch's loss, then one clipped
+    optimizer step. `on_step(losses)` after each (logging, progress). Returns the batch losses."""
     model.train()
     losses = []
     for _ in range(epochs):
-        for idx in torch.randperm(len(examples)).split(batch_size):
-            x, y = completion_batch(tok, [examples[i] for i in idx], model.cfg.block_size)
-            dev = next(model.parameters()).device
-            loss = sft_loss(model, x.to(dev), y.to(dev))
-            check_finite(loss, step, "fine-tuning loss")
+        for idx in torch.randperm(n, generator=generator).split(batch_size):
+            loss = loss_fn(idx.tolist())
+            check_finite(loss, len(losses) if step is None else step, what)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
             losses.append(loss.item())
+            if on_step is not None:
+                on_step(losses)
     return losses
+
+
+def finetune(model, optimizer, tok, examples, epochs: int, batch_size: int, grad_clip: float = 1.0,
+             step: int = 0) -> list[float]:
+    """`epochs` shuffled passes of the SFT loss over (prompt ids, completion ids) pairs; returns the batch losses."""
+    dev = next(model.parameters()).device
+
+    def loss_fn(idx):
+        x, y = completion_batch(tok, [examples[i] for i in idx], model.cfg.block_size)
+        return sft_loss(model, x.to(dev), y.to(dev))
+    return minibatch_epochs(model, optimizer, len(examples), epochs, batch_size, loss_fn, grad_clip,
+                            what="fine-tuning loss", step=step)
