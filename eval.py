@@ -21,8 +21,8 @@ import torch
 from nanoreason import reward_models as rm
 from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError, parse_args, run_main
-from nanoreason.evaluate import accuracy, solve
-from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics
+from nanoreason.evaluate import accuracy
+from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
 from nanoreason.tasks import extract_answer, generate, task_from_config
 from nanoreason.training import pick_device
 
@@ -67,11 +67,10 @@ def main(c: EvalConfig):
 
     torch.manual_seed(c.seed)
     greedy, _ = accuracy(policy, tok, test, prefix=prefix, max_new_tokens=c.max_new_tokens)
-    texts = solve(policy, tok, [p.question for p in test for _ in range(c.k)], max_new_tokens=c.max_new_tokens,
-                  greedy=False, temperature=c.temperature, prefix=prefix)
-    reps = [p for p in test for _ in range(c.k)]
+    grouped = sample_texts(policy, tok, test, c.k, c.temperature, prefix, c.max_new_tokens)   # k texts per problem
+    answers = [[extract_answer(t) for t in ts] for ts in grouped]
+    texts, reps = [t for ts in grouped for t in ts], [p for p in test for _ in range(c.k)]   # flat, for the RMs
     group = lambda xs: [xs[i * c.k:(i + 1) * c.k] for i in range(len(test))]  # noqa: E731
-    answers = group([extract_answer(t) for t in texts])
     scores = {}
     if "orm" in rms:
         scores["ORM"] = group(rm.score(rms["orm"], tok, reps, texts, "orm"))
@@ -94,8 +93,7 @@ def main(c: EvalConfig):
             sum(extract_answer(t) == p.answer for p, t in zip(test, found)) / len(test)
     if c.mmr:
         rel = scores.get("PRM-min") or scores.get("ORM") or scores["oracle PRM-min"]
-        tx = group(texts)
-        chosen = [[a[j] for j in mmr_select(t, r, c.mmr)] for a, t, r in zip(answers, tx, rel)]
+        chosen = [[a[j] for j in mmr_select(t, r, c.mmr)] for a, t, r in zip(answers, grouped, rel)]
         for name, sets in ((f"MMR-chosen {c.mmr}", chosen), (f"first {c.mmr}", [a[:c.mmr] for a in answers])):
             row[f"maj, {name}"] = sum(pick(a) == p.answer for p, a in zip(test, sets)) / len(test)
             row[f"any right, {name}"] = sum(p.answer in a for p, a in zip(test, sets)) / len(test)

@@ -202,7 +202,7 @@ def train(cfg: GRPOConfig) -> dict:
         s = update(policy, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
         row = dict(step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
                    train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
-               steps_per_answer=b.n_steps.mean().item(),
+                   steps_per_answer=b.n_steps.mean().item(),
                    **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
                    temperature=temp, wall=wall_before + time.time() - t0)
         log.log(**row)

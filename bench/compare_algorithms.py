@@ -54,12 +54,15 @@ def run_algo(name: str, c: CompareConfig) -> tuple[str, dict]:
         algo = "grpo" if name == "dr_grpo" else name
         s = train(GRPOConfig(**common, algo=algo, dr_grpo=name == "dr_grpo", iters=c.samples // 64,
                              prompts_per_iter=16, group_size=4, eval_interval=10**9))
-    elif name in ("expert_iteration", "rcrl"):                    # rounds of 256 problems x 4 samples
-        from train_expert_iteration import EIConfig, train
-        from train_rcrl import RCRLConfig, train as train_rcrl
+    elif name in ("expert_iteration", "rcrl"):                    # rounds of (up to) 256 problems x 4 samples
         rounds = max(1, c.samples // 1024)
-        cfg = dict(**common, rounds=rounds, problems_per_round=c.samples // (4 * rounds), k=4)
-        s = train(EIConfig(**cfg)) if name == "expert_iteration" else train_rcrl(RCRLConfig(**cfg))
+        rounds_cfg = dict(**common, rounds=rounds, problems_per_round=c.samples // (4 * rounds), k=4)
+        if name == "expert_iteration":
+            from train_expert_iteration import EIConfig, train
+            s = train(EIConfig(**rounds_cfg))
+        else:
+            from train_rcrl import RCRLConfig, train
+            s = train(RCRLConfig(**rounds_cfg))
     else:
         s = continued_sft(c.sft_ckpt, d, iters=c.samples // 32)
         s.update(samples=c.samples, accuracy_after=s["accuracy"])

@@ -45,11 +45,11 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
     r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator)
     ids, mask = r.sequences()
     T = r.completion.shape[1]
-    scores = torch.zeros(len(problems), T)
-    bodies = [comp[:-1] if comp and comp[-1] == tok.eot_id else comp for comp in r.completion_ids()]   # without eot
+    scores, comps = torch.zeros(len(problems), T), r.completion_ids()
+    bodies = [comp[:-1] if comp and comp[-1] == tok.eot_id else comp for comp in comps]   # without the end-of-text
     texts = [tok.decode(body) for body in bodies]
     learned = step_scorer(problems, texts) if step_scorer is not None and weights.get("steps") else [None] * len(texts)
-    for i, (p, comp, body, text) in enumerate(zip(problems, r.completion_ids(), bodies, texts)):
+    for i, (p, comp, body, text) in enumerate(zip(problems, comps, bodies, texts)):
         seq, steps = compound_reward(p, text, weights, shaping, step_r=learned[i])
         ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body]) if steps else []
         scores[i, :len(comp)] = token_rewards(seq, steps, ends, len(comp))

@@ -31,12 +31,18 @@ def majority_answer(answers: list):
     return next(a for a in answers if a is not None and votes[a] == best)
 
 
-def sample_answers(model, tok, problems, k: int, temperature: float = 1.0, prefix=(), max_new_tokens: int = 96):
-    """k sampled final answers per problem: a list (one per problem) of k answers (None where unreadable)."""
+def sample_texts(model, tok, problems, k: int, temperature: float = 1.0, prefix=(),
+                 max_new_tokens: int = 96) -> list[list[str]]:
+    """k sampled completions per problem: a list (one per problem) of k texts."""
     texts = solve(model, tok, [p.question for p in problems for _ in range(k)], max_new_tokens=max_new_tokens,
                   greedy=False, temperature=temperature, prefix=prefix)
-    answers = [extract_answer(t) for t in texts]
-    return [answers[i * k:(i + 1) * k] for i in range(len(problems))]
+    return [texts[i * k:(i + 1) * k] for i in range(len(problems))]
+
+
+def sample_answers(model, tok, problems, k: int, temperature: float = 1.0, prefix=(), max_new_tokens: int = 96):
+    """k sampled final answers per problem: a list (one per problem) of k answers (None where unreadable)."""
+    return [[extract_answer(t) for t in ts] for ts in sample_texts(model, tok, problems, k, temperature, prefix,
+                                                                     max_new_tokens)]
 
 
 def sample_metrics(problems, answers: list[list], k: int) -> dict:
