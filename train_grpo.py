@@ -168,7 +168,8 @@ def train(cfg: GRPOConfig) -> dict:
     test = generate(cfg.eval_problems, "test", task_seed, task)
     start, wall_before, acc_before = 0, 0.0, None
     if cfg.resume:
-        ck = resume(ckpt_path, tok, policy, optimizer)
+        same = {k: getattr(cfg, k) for k in ("algo", "dr_grpo", "group_size")}     # the run's algorithm must not change
+        ck = resume(ckpt_path, tok, policy, optimizer, same=same)
         start, wall_before, acc_before = ck["step"], ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
     else:
         set_aside(ckpt_path)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from nanoreason import reward_models as rm
 from nanoreason import rl
 from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
-from nanoreason.config import ConfigError, check, parse_args, run_main
+from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
@@ -161,10 +161,7 @@ def train(cfg: PPOConfig) -> dict:
     test = generate(cfg.eval_problems, "test", task_seed, task)
 
     if cfg.resume:
-        ck = resume(ckpt_path, tok, policy, optimizer)
-        if ck["extra"].get("critic") != cfg.critic:
-            raise ConfigError(f"{ckpt_path}: made with critic={ck['extra'].get('critic')!r}, "
-                              f"but this run asks for critic={cfg.critic!r}")
+        ck = resume(ckpt_path, tok, policy, optimizer, same={"critic": cfg.critic})
         if critic is not policy:
             critic.load_state_dict(ck["extra"]["critic_model"])
         start, beta = ck["step"], ck["extra"]["beta"]
@@ -182,7 +179,7 @@ def train(cfg: PPOConfig) -> dict:
         return acc
 
     def save(it, acc_before):
-        extra = {"wall_seconds": wall_before + time.time() - t0, "beta": beta, "critic": cfg.critic,
+        extra = {"wall_seconds": wall_before + time.time() - t0, "beta": beta,
                  "accuracy_before": acc_before}
         if critic is not policy:
             extra["critic_model"] = critic.state_dict()

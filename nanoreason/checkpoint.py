@@ -107,11 +107,16 @@ def load_start(sft_ckpt: str, device="cpu"):
     return policy, tok, task_from_config(config), config.get("seed", 0)
 
 
-def resume(path: str, tok: Tokenizer, model: GPT, optimizer) -> dict:
-    """Load a run's own checkpoint back into `model` and `optimizer` and restore the RNGs; returns the checkpoint."""
+def resume(path: str, tok: Tokenizer, model: GPT, optimizer, same: dict | None = None) -> dict:
+    """Load a run's own checkpoint back into `model` and `optimizer` and restore the RNGs; returns the checkpoint.
+    `same`: config settings the run that saved it must share with this one (checked before anything loads)."""
     ckpt = load_checkpoint(path, kind="policy")
     if ckpt["tokenizer"] != tok.to_dict():
         raise ConfigError(f"{path}: made from a start with a different tokenizer than this run's")
+    saved = ckpt.get("config", {})
+    for k, v in (same or {}).items():
+        if saved.get(k) != v:
+            raise ConfigError(f"{path}: made with {k}={saved.get(k)!r}, but this run asks for {k}={v!r}")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     restore_rng(ckpt)

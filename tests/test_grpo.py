@@ -64,6 +64,8 @@ def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
     assert r.returncode == 0 and "resuming" in r.stdout, r.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [row["step"] for row in rows if "reward" in row] == [1, 2, 3, 4]
+    r = run_grpo(*common, "--iters=6", "--resume", "--algo=rloo")
+    assert r.returncode == 2 and "made with algo='grpo', but this run asks for algo='rloo'" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("args, message", [

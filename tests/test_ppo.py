@@ -59,6 +59,9 @@ def test_ppo_script_runs_resumes_and_writes_its_outputs(sft_ckpt, tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [r["step"] for r in rows if "kl" in r] == [1, 2, 3, 4]        # the log survived the resume
     assert (tmp_path / "ppo.png").exists()
+    r = run_ppo(*common, "--iters=5", "--resume", "--critic=separate")      # another critic: refused before loading
+    assert r.returncode == 2 and "made with critic='shared', but this run asks for critic='separate'" in r.stderr, \
+        r.stderr[-2000:]
 
 
 @pytest.mark.parametrize("args, message", [
