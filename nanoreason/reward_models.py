@@ -29,6 +29,7 @@ from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text, solve
 from nanoreason.model import GPT
 from nanoreason.rewards import step_end_tokens
+from nanoreason.rollouts import collect
 from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps
 from nanoreason.tokenizer import Tokenizer
 from nanoreason.training import minibatch_epochs
@@ -113,7 +114,6 @@ def aggregate(step_scores: list[float], how: str) -> float:
 @torch.no_grad()
 def policy_samples(policy: GPT, tok: Tokenizer, problems, k: int, temperature: float, max_new_tokens: int, seed: int):
     """k sampled answers per problem: (problems repeated k times, texts, outcome 0/1 per answer)."""
-    from nanoreason.rollouts import collect
     reps = [p for p in problems for _ in range(k)]
     b = collect(policy, tok, reps, {"outcome": 1.0}, "none", max_new_tokens, temperature,
                 torch.Generator(device=next(policy.parameters()).device).manual_seed(seed))
