@@ -26,7 +26,7 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
 from nanoreason.tokenizer import Tokenizer
-from nanoreason.training import check_finite, completion_batch, cosine_lr, make_optimizer, pick_device, sft_loss
+from nanoreason.training import check_finite, cosine_lr, make_optimizer, pick_device, sft_batch, sft_loss
 
 
 @dataclass
@@ -90,12 +90,6 @@ class SFTConfig:
 # fields whose change makes an existing checkpoint unusable for --resume
 RESUME_FIELDS = ("seed", "min_steps", "max_steps", "max_value", "max_factor", "ops", "gsm8k_train", "vocab_size",
                  "n_layer", "n_head", "n_embd", "block_size", "batch_size", "repeat_step_prob")
-
-
-def sft_batch(tok: Tokenizer, problems, block_size: int):
-    """Problems -> right-padded (x, y): the question is the prompt, the reference solution the completion to learn."""
-    return completion_batch(tok, [(tok.encode(prompt_text(p.question)), tok.encode(p.solution)) for p in problems],
-                            block_size)
 
 
 def repeat_a_step(p, rng: random.Random):

@@ -3,8 +3,10 @@
     python bench/reward_hacking.py                            # oracle step rewards; 4 PPO runs from out/sft/
     python bench/reward_hacking.py --shapings=none,delta --iters=60
     python bench/reward_hacking.py --prm_ckpt=out/prm/ckpt.pt --out_dir=out/hacking_learned    # a learned PRM
+    python bench/reward_hacking.py --algo=grpo --out_dir=out/hacking_grpo      # a sequence-level learner (GRPO)
+    python bench/reward_hacking.py --overview=out/hacking,out/hacking_grpo     # one figure: steps per answer, per run
 
-Each run is `train_ppo.py` with rewards = outcome + step rewards (one per reasoning line, from the step oracle, which
+Each run is `train_ppo.py` (or `train_grpo.py`, --algo=grpo) with rewards = outcome + step rewards (one per reasoning line, from the step oracle, which
 by design keeps calling a *repeated* correct step correct) and one shaping. The table: held-out accuracy and the
 number of steps per sampled answer at the start and the end, and the summed step reward. A hacked reward shows as
 steps per answer going up while accuracy does not. Writes out/hacking/{results.json, table.md, hacking.png}.
@@ -20,13 +22,17 @@ from dataclasses import dataclass  # noqa: E402
 from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
 from nanoreason.report import read_jsonl  # noqa: E402
 from nanoreason.rewards import SHAPINGS  # noqa: E402
-from train_ppo import PPOConfig, train  # noqa: E402
+from train_grpo import GRPOConfig  # noqa: E402
+from train_grpo import train as train_grpo  # noqa: E402
+from train_ppo import PPOConfig  # noqa: E402
+from train_ppo import train as train_ppo  # noqa: E402
 
 
 @dataclass
 class HackConfig:
     sft_ckpt: str = "out/sft/ckpt.pt"
     out_dir: str = "out/hacking"
+    algo: str = "ppo"                 # ppo (per-token returns, a critic) or grpo (one summed reward per answer)
     shapings: str = ",".join(SHAPINGS)
     step_weight: float = 1.0          # rewards = outcome=1,steps=<step_weight>
     iters: int = 150
@@ -36,22 +42,35 @@ class HackConfig:
     batch_size: int = 64
     eval_problems: int = 256
     plot_only: bool = False           # rebuild the table and the plot from finished runs in out_dir
+    overview: str = ""                # comma-separated finished out_dirs: draw them side by side, run nothing
 
 
 def run_dir(c: HackConfig, shaping: str) -> str:
     return os.path.join(c.out_dir, shaping.replace("+", "_"))
 
 
+def run(c: HackConfig, shaping: str):
+    common = dict(sft_ckpt=c.sft_ckpt, out_dir=run_dir(c, shaping), rewards=f"outcome=1,steps={c.step_weight}",
+                  shaping=shaping, iters=c.iters, lr=c.lr, prm_ckpt=c.prm_ckpt, temperature=c.temperature,
+                  temperature_end=c.temperature, eval_problems=c.eval_problems)
+    if c.algo == "ppo":
+        train_ppo(PPOConfig(**common, batch_size=c.batch_size, minibatch_size=min(32, c.batch_size),
+                            eval_interval=10**9))
+    else:  # grpo: batch_size answers = batch_size // 4 prompts x 4
+        train_grpo(GRPOConfig(**common, prompts_per_iter=max(1, c.batch_size // 4), group_size=4, eval_interval=25))
+
+
 def main(c: HackConfig):
+    if c.overview:
+        return overview([d.strip() for d in c.overview.split(",") if d.strip()], c.out_dir)
+    if c.algo not in ("ppo", "grpo"):
+        raise ConfigError(f"algo must be ppo or grpo, got {c.algo!r}")
     shapings = [s.strip() for s in c.shapings.split(",") if s.strip()]
     bad = [s for s in shapings if s not in SHAPINGS]
     if bad:
         raise ConfigError(f"unknown shaping {bad[0]!r} in shapings; choose from {', '.join(SHAPINGS)}")
     for shaping in shapings if not c.plot_only else []:
-        train(PPOConfig(sft_ckpt=c.sft_ckpt, out_dir=run_dir(c, shaping), rewards=f"outcome=1,steps={c.step_weight}",
-                        shaping=shaping, iters=c.iters, lr=c.lr, eval_interval=10**9, prm_ckpt=c.prm_ckpt,
-                        temperature=c.temperature, temperature_end=c.temperature, batch_size=c.batch_size,
-                        minibatch_size=min(32, c.batch_size), eval_problems=c.eval_problems))
+        run(c, shaping)
     results, curves = {}, {}
     for shaping in shapings:
         d = run_dir(c, shaping)
@@ -79,6 +98,10 @@ def main(c: HackConfig):
     print(table)
 
 
+def smooth(ys: list, n: int = 10) -> list:
+    return [sum(ys[max(0, i - n + 1):i + 1]) / len(ys[max(0, i - n + 1):i + 1]) for i in range(len(ys))]
+
+
 def plot(path: str, curves: dict, c: HackConfig):
     """Steps per sampled answer and train accuracy over PPO iterations, one line per shaping."""
     import matplotlib
@@ -87,18 +110,51 @@ def plot(path: str, curves: dict, c: HackConfig):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for shaping, rows in curves.items():
         for ax, key in zip(axes, ("steps_per_answer", "train_accuracy")):
-            ys = [r[key] for r in rows]
-            smooth = [sum(ys[max(0, i - 9):i + 1]) / len(ys[max(0, i - 9):i + 1]) for i in range(len(ys))]
-            ax.plot([r["step"] for r in rows], smooth, label=shaping)
+            ax.plot([r["step"] for r in rows], smooth([r[key] for r in rows]), label=shaping)
     for ax, label in zip(axes, ("steps per sampled answer (mean of 10)", "sampled answers right (mean of 10)")):
-        ax.set_xlabel("PPO iteration")
+        ax.set_xlabel(f"{c.algo.upper()} iteration")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"summed step rewards ({'learned PRM' if c.prm_ckpt else 'oracle'}) under each shaping")
+    fig.suptitle(f"{c.algo.upper()}, summed step rewards ({'learned PRM' if c.prm_ckpt else 'oracle'}) under each shaping")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def overview(dirs: list, out_dir: str):
+    """One panel per finished experiment (a bench out_dir): steps per sampled answer under each shaping, and the
+    held-out accuracy before -> after in the legend. Written to <out_dir>/overview.png."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(dirs), figsize=(4.2 * len(dirs), 3.8), sharey=True, squeeze=False)
+    for ax, d in zip(axes[0], dirs):
+        runs = sorted(r for r in os.listdir(d) if os.path.exists(os.path.join(d, r, "summary.json"))) \
+            if os.path.isdir(d) else []
+        if not runs:
+            raise ConfigError(f"overview: {d} holds no finished run (no <shaping>/summary.json)")
+        for r in runs:
+            summary = json.load(open(os.path.join(d, r, "summary.json")))
+            rows = [x for x in read_jsonl(os.path.join(d, r, "metrics.jsonl")) if "steps_per_answer" in x]
+            ax.plot([x["step"] for x in rows], smooth([x["steps_per_answer"] for x in rows]),
+                    label=f"{r}: {summary['accuracy_before']:.0%} → {summary['accuracy_after']:.0%}")
+            if r == "none" or r == runs[-1] and "none" not in runs:
+                s = summary                       # the title describes the unshaped run's reward and learner
+        cfg = s["config"]
+        reward = "outcome only" if cfg["rewards"] == "outcome=1" or cfg["rewards"].endswith("steps=0.0") else \
+            ("learned PRM" if cfg.get("prm_ckpt") else "oracle steps")
+        ax.set_title(f"{s.get('algo', 'ppo').upper()}, {reward}\n{d}", fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="shaping: held-out acc.", title_fontsize=8)
+    axes[0][0].set_ylabel("steps per sampled answer (mean of 10, log)")
+    fig.tight_layout()
+    os.makedirs(out_dir, exist_ok=True)
+    fig.savefig(os.path.join(out_dir, "overview.png"), dpi=110)
+    plt.close(fig)
+    print(f"wrote {os.path.join(out_dir, 'overview.png')}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nanoreason.config import ConfigError
+from nanoreason.evaluate import prompt_text
 
 
 class NonFiniteLoss(ConfigError):
@@ -60,6 +61,12 @@ def completion_batch(tok, examples, block_size: int):
         x[i, :len(ids) - 1] = ids[:-1]
         y[i, nq - 1:len(ids) - 1] = ids[nq:]          # predict only completion tokens (and the final eot)
     return x, y
+
+
+def sft_batch(tok, problems, block_size: int):
+    """Problems -> right-padded (x, y): the question is the prompt, the reference solution the completion to learn."""
+    return completion_batch(tok, [(tok.encode(prompt_text(p.question)), tok.encode(p.solution)) for p in problems],
+                            block_size)
 
 
 def sft_loss(model, x, y):

@@ -168,5 +168,15 @@ def test_reward_hacking_bench_runs_and_tabulates(sft_ckpt, tmp_path):
     res = json.load(open(tmp_path / "results.json"))
     assert set(res) == {"none", "delta"} and all(x["steps_start"] >= 0 for x in res.values())
     assert (tmp_path / "hacking.png").exists() and "| delta |" in open(tmp_path / "table.md").read()
+    r = run("bench/reward_hacking.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path / 'grpo'}", "--algo=grpo",
+            "--shapings=delta", "--iters=2", "--batch_size=8", "--eval_problems=8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.load(open(tmp_path / "grpo" / "delta" / "summary.json"))["algo"] == "grpo"
+    r = run("bench/reward_hacking.py", f"--overview={tmp_path},{tmp_path / 'grpo'}", f"--out_dir={tmp_path}")
+    assert r.returncode == 0 and (tmp_path / "overview.png").exists(), r.stderr[-2000:]
+    r = run("bench/reward_hacking.py", f"--overview={tmp_path / 'nowhere'}", f"--out_dir={tmp_path}")
+    assert r.returncode == 2 and "nowhere holds no finished run" in r.stderr
     r = run("bench/reward_hacking.py", "--shapings=none,square")
     assert r.returncode == 2 and "unknown shaping 'square'" in r.stderr
+    r = run("bench/reward_hacking.py", "--algo=dpo")
+    assert r.returncode == 2 and "algo must be ppo or grpo, got 'dpo'" in r.stderr

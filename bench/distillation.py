@@ -1,0 +1,137 @@
+"""Distillation against the same-size student trained by SFT alone and by RL alone, at equal student compute.
+
+    python bench/distillation.py                                       # teacher: out/ppo/ckpt.pt (best RL model)
+    python bench/distillation.py --teacher_ckpt=out/sft_long/ckpt.pt --out_dir=out/distill_bench_strong
+    python bench/distillation.py --arms=sft,token_forward              # some arms; the table lists every finished one
+
+Every arm starts from the same small student (`start_iters` steps of its own SFT, n_layer x n_embd below) and then
+makes `iters` updates on 32 sequences each (RL: iters / 2 GRPO iterations of 16 prompts x 4): the same number of
+student updates and sequences. What differs is where the text and the targets come from; the wall time (the
+teacher's forwards and the sampling included) is reported beside each. Writes <out_dir>/{results.json, table.md,
+distillation.png} and one sub-directory per arm.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataclasses import dataclass  # noqa: E402
+
+from bench.sft_control import continued_sft  # noqa: E402
+from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
+from train_distill import DistillConfig, load_teacher  # noqa: E402
+from train_distill import train as distill  # noqa: E402
+from train_grpo import GRPOConfig  # noqa: E402
+from train_grpo import train as grpo  # noqa: E402
+from train_sft import SFTConfig  # noqa: E402
+from train_sft import train as sft  # noqa: E402
+
+# arm -> train_distill.py flags (sft and rl are the baselines)
+DISTILL_ARMS = {
+    "token_forward": dict(mode="token", kind="forward"),
+    "token_reverse": dict(mode="token", kind="reverse"),
+    "token_jsd": dict(mode="token", kind="jsd"),
+    "token_forward_curriculum": dict(mode="token", kind="forward", curriculum=True),
+    "token_teacher_samples": dict(mode="token", data="teacher", kind="forward"),
+    "sequence": dict(mode="sequence"),
+    "on_policy_reverse": dict(mode="on_policy", kind="reverse"),
+    "on_policy_jsd": dict(mode="on_policy", kind="jsd"),
+}
+ARMS = ("sft", "rl", *DISTILL_ARMS)
+
+
+@dataclass
+class BenchConfig:
+    teacher_ckpt: str = "out/ppo/ckpt.pt"
+    out_dir: str = "out/distill_bench"
+    n_layer: int = 2                   # the student: 0.14M parameters (the default teacher: 0.83M)
+    n_head: int = 2
+    n_embd: int = 64
+    start_iters: int = 1200            # the student's own SFT: the common start of every arm
+    iters: int = 600                   # student updates per arm, 32 sequences each
+    lr: float = 3e-4                   # constant, every arm (the start's final SFT learning rate)
+    arms: str = ",".join(ARMS)
+    eval_problems: int = 256
+
+
+def run_arm(c: BenchConfig, arm: str, start: str, d: str):
+    if arm == "sft":                   # more of the same: reference solutions, cross-entropy
+        return continued_sft(start, d, iters=c.iters)
+    if arm == "rl":                    # GRPO on the outcome reward, 64 sequences per iteration
+        return grpo(GRPOConfig(sft_ckpt=start, out_dir=d, iters=c.iters // 2, prompts_per_iter=16, group_size=4,
+                               eval_interval=10**9, eval_problems=c.eval_problems, show_samples=0))
+    return distill(DistillConfig(teacher_ckpt=c.teacher_ckpt, student_init=start, out_dir=d, iters=c.iters,
+                                 batch_size=32, lr=c.lr, min_lr=c.lr, warmup_iters=1, eval_interval=10**9,
+                                 eval_problems=c.eval_problems, **DISTILL_ARMS[arm]))
+
+
+def main(c: BenchConfig):
+    arms = [a.strip() for a in c.arms.split(",") if a.strip()]
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        raise ConfigError(f"unknown arm {bad[0]!r} in arms; choose from {', '.join(ARMS)}")
+    teacher, *_ = load_teacher(c.teacher_ckpt, "cpu")           # made first if it is the default and missing
+    start = os.path.join(c.out_dir, "start", "ckpt.pt")
+    if not os.path.exists(start):
+        sft(SFTConfig(out_dir=os.path.dirname(start), n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
+                      max_iters=c.start_iters, eval_interval=c.start_iters, eval_problems=c.eval_problems))
+    for arm in arms:
+        run_arm(c, arm, start, os.path.join(c.out_dir, arm))
+    table(c)
+
+
+def accuracy_of(summary: dict) -> float:
+    return summary["accuracy_after"] if "accuracy_after" in summary else summary["accuracy"]
+
+
+def table(c: BenchConfig):
+    start = json.load(open(os.path.join(c.out_dir, "start", "summary.json")))
+    results = {}
+    for arm in ARMS:
+        path = os.path.join(c.out_dir, arm, "summary.json")
+        if os.path.exists(path):
+            s = json.load(open(path))
+            results[arm] = {"accuracy": accuracy_of(s), "gain": accuracy_of(s) - start["accuracy"],
+                            "wall_seconds": s["wall_seconds"], "teacher_accuracy": s.get("teacher_accuracy")}
+    teacher_acc = next((r["teacher_accuracy"] for r in results.values() if r["teacher_accuracy"] is not None), None)
+    out = {"teacher_ckpt": c.teacher_ckpt, "teacher_accuracy": teacher_acc, "start_accuracy": start["accuracy"],
+           "student_params": start["params"], "iters": c.iters, "arms": results}
+    json.dump(out, open(os.path.join(c.out_dir, "results.json"), "w"), indent=2)
+    lines = [f"teacher {c.teacher_ckpt}: " + (f"{teacher_acc:.1%}" if teacher_acc is not None else "?") +
+             f"; student {start['params'] / 1e6:.2f}M parameters, start {start['accuracy']:.1%} "
+             f"({c.start_iters} SFT steps); every arm then {c.iters} updates x 32 sequences", "",
+             "| arm | held-out accuracy | gain over the start | wall s |", "|---|---|---|---|"]
+    for arm, r in results.items():
+        lines.append(f"| {arm} | {r['accuracy']:.1%} | {r['gain'] * 100:+.1f} | {r['wall_seconds']:.0f} |")
+    text = "\n".join(lines)
+    open(os.path.join(c.out_dir, "table.md"), "w").write(text + "\n")
+    plot(os.path.join(c.out_dir, "distillation.png"), out)
+    print(text)
+
+
+def plot(path: str, out: dict):
+    """One bar per arm; the start and the teacher as horizontal lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(out["arms"])
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 3, 4))
+    colors = ["tab:gray" if n in ("sft", "rl") else "tab:blue" for n in names]
+    ax.bar(range(len(names)), [100 * out["arms"][n]["accuracy"] for n in names], color=colors)
+    ax.axhline(100 * out["start_accuracy"], color="k", ls=":", label=f"student start {out['start_accuracy']:.1%}")
+    if out["teacher_accuracy"] is not None:
+        ax.axhline(100 * out["teacher_accuracy"], color="tab:red", ls="--",
+                   label=f"teacher {out['teacher_accuracy']:.1%}")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("held-out greedy accuracy (%)")
+    ax.set_title(f"a {out['student_params'] / 1e6:.2f}M student, {out['iters']} updates each (grey: baselines)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    run_main(lambda: main(parse_args(BenchConfig)))

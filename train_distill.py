@@ -1,0 +1,216 @@
+"""Stage 5 — distillation: a strong teacher into a smaller student.
+
+    python train_distill.py                                  # token-level forward KL on reference solutions
+    python train_distill.py --kind=reverse                   # ... reverse KL; --kind=jsd --beta=0.5 for JSD
+    python train_distill.py --data=teacher                   # token-level on the teacher's own samples
+    python train_distill.py --mode=sequence                  # fine-tune on the teacher's verified samples
+    python train_distill.py --mode=on_policy --kind=reverse  # the student samples, the teacher grades every token
+    python train_distill.py --curriculum                     # problems with fewer steps first
+
+The teacher is our best RL-trained model (out/ppo/ckpt.pt; trained with train_ppo.py's defaults first if missing).
+The student is a smaller GPT with the teacher's tokenizer: a fresh one of the size below, or `--student_init=` a
+checkpoint (e.g. a small SFT run). One iteration = `batch_size` sequences (see nanoreason/distill.py):
+
+  mode        text the loss is computed on                         loss
+  token       reference solutions (--data=dataset) or teacher      T^2 * mean_t D(teacher_t, student_t), D = --kind
+              samples (--data=teacher)
+  sequence    the teacher's samples that are right (k per problem)  cross-entropy on those tokens
+  on_policy   the student's own samples                             T^2 * mean_t D(teacher_t, student_t)
+
+bench/distillation.py compares the modes with the same-size student trained by SFT alone and by RL alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from kernels.kl import KINDS
+from nanoreason.checkpoint import load_model, load_start, save_checkpoint, set_aside
+from nanoreason.config import ConfigError, check, parse_args, run_main
+from nanoreason.distill import completion_logits, curriculum_max_steps, distill_loss, verified_examples
+from nanoreason.evaluate import evaluate_and_show
+from nanoreason.model import GPT, GPTConfig
+from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.rollouts import sample_groups
+from nanoreason.tasks import generate, stream
+from nanoreason.training import (check_finite, completion_batch, cosine_lr, make_optimizer, pick_device, sft_batch,
+                                 sft_loss)
+
+MODES = ("token", "sequence", "on_policy")
+
+
+@dataclass
+class DistillConfig:
+    out_dir: str = "out/distill"
+    teacher_ckpt: str = "out/ppo/ckpt.pt"   # the teacher; trained with train_ppo.py's defaults if missing
+    student_init: str = ""                  # "": a fresh student of the size below; or a policy checkpoint
+    n_layer: int = 2                        # the fresh student (the default teacher: 4 layers, 128 wide)
+    n_head: int = 2
+    n_embd: int = 64
+    seed: int = 0
+    mode: str = "token"                     # token, sequence or on_policy (table above)
+    data: str = "dataset"                   # token mode: dataset (reference solutions) or teacher (its samples)
+    kind: str = "forward"                   # forward KL(teacher||student), reverse KL(student||teacher), jsd
+    beta: float = 0.5                       # jsd's mixture weight
+    temperature: float = 1.0                # softens both distributions in the divergence (loss scaled by T^2)
+    sample_temperature: float = 1.0         # of the teacher's / student's samples
+    k: int = 4                              # sequence mode: teacher samples per problem (batch_size // k problems)
+    curriculum: bool = False                # max reasoning steps per problem rises over the first half of training
+    iters: int = 600
+    batch_size: int = 32                    # sequences per iteration
+    lr: float = 3e-3                        # cosine schedule lr -> min_lr after warmup (as train_sft.py)
+    min_lr: float = 3e-4
+    warmup_iters: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    max_new_tokens: int = 64
+    eval_interval: int = 200
+    eval_problems: int = 256
+    backend: str = "auto"                   # kernels.kl_div: triton on CUDA, the chunked twin elsewhere
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check(self.data in ("dataset", "teacher"), f"data must be dataset or teacher, got {self.data!r}")
+        check(self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        check(0 < self.beta < 1, f"beta must be in (0, 1), got {self.beta}")
+        check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        check(self.sample_temperature > 0, f"sample_temperature must be > 0, got {self.sample_temperature}")
+        check(self.iters > 0 and self.batch_size > 0, f"iters and batch_size must be > 0, got {self.iters}, "
+              f"{self.batch_size}")
+        check(self.k >= 1, f"k must be >= 1, got {self.k}")
+        check(self.mode != "sequence" or self.batch_size >= self.k,
+              f"mode=sequence needs batch_size >= k (batch_size // k problems), got {self.batch_size} < {self.k}")
+        check(self.eval_interval > 0 and self.eval_problems > 0, "eval_interval and eval_problems must be > 0")
+        check(self.backend in ("auto", "torch", "chunked", "triton"),
+              f"backend must be auto, torch, chunked or triton, got {self.backend!r}")
+
+
+def load_teacher(path: str, device: str):
+    """(teacher, tokenizer, task, task seed). A missing default teacher is made first: PPO from the SFT model."""
+    if not os.path.exists(path):
+        from train_ppo import PPOConfig, train           # the script's own train(): run from the repository root
+        print(f"no teacher at {path}: training one first with train_ppo.py's defaults")
+        train(PPOConfig(out_dir=os.path.dirname(path) or "."))
+    teacher, tok, task, task_seed = load_start(path, device)
+    return teacher.eval().requires_grad_(False), tok, task, task_seed
+
+
+def make_student(cfg: DistillConfig, teacher: GPT, tok, device: str) -> GPT:
+    if not cfg.student_init:
+        return GPT(GPTConfig(vocab_size=teacher.cfg.vocab_size, block_size=teacher.cfg.block_size,
+                             n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)).to(device)
+    student, stok, _ = load_model(cfg.student_init, kind="policy", device=device)
+    if stok.to_dict() != tok.to_dict():
+        raise ConfigError(f"{cfg.student_init}: the student's tokenizer differs from the teacher's "
+                          f"({cfg.teacher_ckpt}); distillation compares distributions token by token, so both "
+                          f"need the same tokenizer")
+    if student.cfg.block_size < teacher.cfg.block_size:
+        raise ConfigError(f"{cfg.student_init}: block_size {student.cfg.block_size} is shorter than the teacher's "
+                          f"{teacher.cfg.block_size}")
+    return student
+
+
+def train(cfg: DistillConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+
+    # ---- build: frozen teacher, student, optimizer
+    teacher, tok, task, task_seed = load_teacher(cfg.teacher_ckpt, device)
+    student = make_student(cfg, teacher, tok, device)
+    t0 = time.time()
+    ns, nt = student.num_params(), teacher.num_params()
+    if ns > nt:
+        print(f"warning: the student ({ns / 1e6:.2f}M parameters) is larger than its teacher ({nt / 1e6:.2f}M); "
+              f"allowed, but that is not distillation into a smaller model")
+    optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
+    test = generate(cfg.eval_problems, "test", task_seed, task)
+    set_aside(ckpt_path)
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    what = f"{cfg.mode}" + (f"/{cfg.data}" if cfg.mode == "token" else "") + \
+        (f", {cfg.kind}" if cfg.mode != "sequence" else "")
+    print(f"distillation ({what}): teacher {nt / 1e6:.2f}M -> student {ns / 1e6:.2f}M parameters; device {device}")
+    teacher_acc = evaluate_and_show(teacher, tok, test, 0, show=0, max_new_tokens=cfg.max_new_tokens)
+    print(f"teacher held-out accuracy {teacher_acc:.1%}")
+
+    def evaluate(it):
+        acc = evaluate_and_show(student, tok, test, it, show=1, max_new_tokens=cfg.max_new_tokens)
+        log.log(step=it, accuracy=acc, sequences=it * cfg.batch_size, wall=time.time() - t0)
+        return acc
+
+    acc_before = acc = evaluate(0)
+    gen = torch.Generator(device=device)
+    bar = tqdm(range(cfg.iters), desc=f"distill {cfg.mode}")
+    for it in bar:
+        for g in optimizer.param_groups:
+            g["lr"] = cosine_lr(it, cfg.iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
+        seed = cfg.seed * 1_000_003 + it
+        task_now = dataclasses.replace(task, max_steps=curriculum_max_steps(it, cfg.iters, task.min_steps,
+                                                                            task.max_steps)) if cfg.curriculum else task
+        row, loss = {}, None
+        # ---- the text to learn from, and the loss on it
+        if cfg.mode == "token" and cfg.data == "dataset":
+            problems = [p for p, _ in zip(stream("train", seed=seed, cfg=task_now), range(cfg.batch_size))]
+            x, y = (t.to(device) for t in sft_batch(tok, problems, student.cfg.block_size))   # (B, T) each
+            with torch.no_grad():
+                t_logits = teacher(x)                                                        # (B, T, V)
+            student.train()
+            loss = distill_loss(student(x), t_logits, y != -1, cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
+        elif cfg.mode == "sequence":
+            problems, b = sample_groups(teacher, tok, task_now, cfg.batch_size // cfg.k, cfg.k, seed, {"outcome": 1.0},
+                                        cfg.max_new_tokens, cfg.sample_temperature, gen)
+            examples = verified_examples(tok, problems, b.texts, b.correct.tolist())
+            row.update(sampled_accuracy=b.correct.mean().item(), kept=len(examples))
+            loss = None                                      # the teacher got nothing right: nothing to imitate
+            if examples:
+                x, y = completion_batch(tok, examples, student.cfg.block_size)
+                student.train()
+                loss = sft_loss(student, x.to(device), y.to(device))
+        else:                                                # token on teacher samples, or on-policy (student's)
+            sampler = student if cfg.mode == "on_policy" else teacher
+            _, b = sample_groups(sampler, tok, task_now, cfg.batch_size, 1, seed, {"outcome": 1.0},
+                                 cfg.max_new_tokens, cfg.sample_temperature, gen)
+            with torch.no_grad():
+                t_logits = completion_logits(teacher, b.ids, b.mask, b.P)                   # (B, T, V)
+            student.train()
+            loss = distill_loss(completion_logits(student, b.ids, b.mask, b.P), t_logits, b.completion_mask,
+                                cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
+            row.update(sampled_accuracy=b.correct.mean().item())
+        if loss is not None:
+            check_finite(loss, it, "distillation loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+            optimizer.step()
+            row.update(loss=loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        log.log(step=it + 1, lr=optimizer.param_groups[0]["lr"], **row, wall=time.time() - t0)
+        if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
+            acc = evaluate(it + 1)
+            save_checkpoint(ckpt_path, student, tok, optimizer, it + 1,
+                            {**dataclasses.asdict(task), **dataclasses.asdict(cfg), "seed": task_seed},
+                            extra={"wall_seconds": time.time() - t0, "teacher_accuracy": teacher_acc})
+
+    wall = time.time() - t0
+    plot_curves(os.path.join(cfg.out_dir, "distill.png"), log.rows,
+                [("loss", ["loss"], "log"), ("accuracy", ["accuracy", "sampled_accuracy"])],
+                title=f"distillation ({what}): student {acc_before:.1%} -> {acc:.1%}, teacher {teacher_acc:.1%}")
+    summary = {"mode": cfg.mode, "data": cfg.data, "kind": cfg.kind, "teacher_accuracy": teacher_acc,
+               "accuracy_before": acc_before, "accuracy_after": acc, "student_params": ns, "teacher_params": nt,
+               "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
+               "sequences": cfg.iters * cfg.batch_size, "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+    write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
+    print(f"done: student held-out accuracy {acc_before:.1%} -> {acc:.1%} (teacher {teacher_acc:.1%}) "
+          f"in {wall:.0f}s -> {cfg.out_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(lambda: train(parse_args(DistillConfig)))
