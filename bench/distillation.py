@@ -10,6 +10,7 @@ student updates and sequences. What differs is where the text and the targets co
 teacher's forwards and the sampling included) is reported beside each. Writes <out_dir>/{results.json, table.md,
 distillation.png} and one sub-directory per arm.
 """
+import dataclasses
 import json
 import os
 import sys
@@ -71,11 +72,13 @@ def main(c: BenchConfig):
     bad = [a for a in arms if a not in ARMS]
     if bad:
         raise ConfigError(f"unknown arm {bad[0]!r} in arms; choose from {', '.join(ARMS)}")
-    teacher, *_ = load_teacher(c.teacher_ckpt, "cpu")           # made first if it is the default and missing
+    teacher, tok, task, task_seed = load_teacher(c.teacher_ckpt, "cpu")   # made first if the default is missing
     start = os.path.join(c.out_dir, "start", "ckpt.pt")
-    if not os.path.exists(start):
-        sft(SFTConfig(out_dir=os.path.dirname(start), n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
-                      max_iters=c.start_iters, eval_interval=c.start_iters, eval_problems=c.eval_problems))
+    if not os.path.exists(start):      # the teacher's task, test set and tokenizer settings (the same BPE results)
+        sft(SFTConfig(out_dir=os.path.dirname(start), **dataclasses.asdict(task), seed=task_seed,
+                      vocab_size=tok.n_vocab - len(tok.special_ids), block_size=teacher.cfg.block_size,
+                      n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, max_iters=c.start_iters,
+                      eval_interval=c.start_iters, eval_problems=c.eval_problems))
     for arm in arms:
         run_arm(c, arm, start, os.path.join(c.out_dir, arm))
     table(c)

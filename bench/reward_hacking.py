@@ -122,12 +122,17 @@ def plot(path: str, curves: dict, c: HackConfig):
     plt.close(fig)
 
 
+COLORS = {"none": "tab:red", "delta": "tab:blue", "clip": "tab:orange", "clip_delta": "tab:purple",
+          "control": "tab:gray"}
+
+
 def overview(dirs: list, out_dir: str):
     """One panel per finished experiment (a bench out_dir): steps per sampled answer under each shaping, and the
     held-out accuracy before -> after in the legend. Written to <out_dir>/overview.png."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     fig, axes = plt.subplots(1, len(dirs), figsize=(4.2 * len(dirs), 3.8), sharey=True, squeeze=False)
     for ax, d in zip(axes[0], dirs):
         runs = sorted(r for r in os.listdir(d) if os.path.exists(os.path.join(d, r, "summary.json"))) \
@@ -137,7 +142,7 @@ def overview(dirs: list, out_dir: str):
         for r in runs:
             summary = json.load(open(os.path.join(d, r, "summary.json")))
             rows = [x for x in read_jsonl(os.path.join(d, r, "metrics.jsonl")) if "steps_per_answer" in x]
-            ax.plot([x["step"] for x in rows], smooth([x["steps_per_answer"] for x in rows]),
+            ax.plot([x["step"] for x in rows], smooth([x["steps_per_answer"] for x in rows]), color=COLORS.get(r),
                     label=f"{r}: {summary['accuracy_before']:.0%} → {summary['accuracy_after']:.0%}")
             if r == "none" or r == runs[-1] and "none" not in runs:
                 s = summary                       # the title describes the unshaped run's reward and learner
@@ -147,6 +152,9 @@ def overview(dirs: list, out_dir: str):
         ax.set_title(f"{s.get('algo', 'ppo').upper()}, {reward}\n{d}", fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_yticks([1, 2, 3, 5, 10, 20, 30])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="shaping: held-out acc.", title_fontsize=8)
     axes[0][0].set_ylabel("steps per sampled answer (mean of 10, log)")

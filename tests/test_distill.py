@@ -138,3 +138,17 @@ def test_distill_bad_input(sft_ckpt, tmp_path):
     r = run_distill(f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path / 'big'}", *TINY, "--n_layer=2",
                     "--n_embd=64")
     assert r.returncode == 0 and "is larger than its teacher" in r.stdout
+
+
+def test_distillation_bench_tabulates_the_arms(sft_ckpt, tmp_path):
+    """Two arms from one start: the table lists both beside the start and the teacher; a bad arm is one line."""
+    r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
+                        "--n_layer=1", "--n_embd=16", "--start_iters=4", "--iters=2", "--eval_problems=8",
+                        "--arms=sft,token_forward"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.load(open(tmp_path / "results.json"))
+    assert set(res["arms"]) == {"sft", "token_forward"} and res["teacher_accuracy"] is not None
+    assert (tmp_path / "distillation.png").exists() and "| token_forward |" in open(tmp_path / "table.md").read()
+    r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", "--arms=sft,dagger"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown arm 'dagger'" in r.stderr
