@@ -3,6 +3,8 @@
     python train_sft.py                      # ~4 minutes on a 2-core CPU; writes out/sft/
     python train_sft.py --max_iters=4000     # longer; see README for the setting that reaches >= 95%
     python train_sft.py --resume             # continue out/sft/ckpt.pt
+    torchrun --nproc_per_node=2 train_sft.py --device=cpu    # DDP: each process takes half of every batch
+    python train_sft.py --grad_accum=4 --dtype=bfloat16 --activation_checkpointing   # less memory per step
 
 Each step draws fresh problems from the task generator; the loss is next-token cross-entropy on the *solution*
 tokens only (the question is context, not something to imitate). Every `eval_interval` steps we greedy-decode a
@@ -10,6 +12,7 @@ fixed held-out set and count exact final answers.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -26,7 +29,9 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
 from nanoreason.tokenizer import Tokenizer
-from nanoreason.training import check_finite, cosine_lr, make_optimizer, pick_device, sft_batch, sft_loss
+from nanoreason import distributed
+from nanoreason.training import (DTYPES, autocast, check_finite, cosine_lr, make_optimizer, pick_device, sft_batch,
+                                 sft_loss)
 
 
 @dataclass
@@ -59,6 +64,10 @@ class SFTConfig:
     eval_interval: int = 400
     eval_problems: int = 256
     max_new_tokens: int = 64
+    # going bigger (README "Going bigger")
+    grad_accum: int = 1            # microbatches per optimizer step; the gradient is the whole batch's either way
+    dtype: str = "float32"         # float32 or bfloat16 (autocast of the forward passes)
+    activation_checkpointing: bool = False   # recompute each block's activations in backward instead of keeping them
     resume: bool = False
     init_from: str = ""            # start from this checkpoint's weights and optimizer (continued SFT)
     time_limit: float = 0.0        # > 0: stop after this many seconds of wall time (the equal-time control)
@@ -71,6 +80,8 @@ class SFTConfig:
         check(self.time_limit >= 0, f"time_limit must be >= 0, got {self.time_limit}")
         check(0 <= self.repeat_step_prob <= 1, f"repeat_step_prob must be in [0, 1], got {self.repeat_step_prob}")
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        check(self.grad_accum > 0, f"grad_accum must be > 0, got {self.grad_accum}")
+        check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.max_iters > 0, f"max_iters must be > 0, got {self.max_iters}")
         check(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
         check(self.eval_interval > 0, f"eval_interval must be > 0, got {self.eval_interval}")
@@ -128,7 +139,11 @@ def data(cfg: SFTConfig):
 def train(cfg: SFTConfig) -> dict:
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise ConfigError(f"batch_size={cfg.batch_size} cannot be split into {world} processes x grad_accum="
+                          f"{cfg.grad_accum} equal microbatches; use a multiple of {world * cfg.grad_accum}")
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     train_batch, test, corpus = data(cfg)
@@ -142,7 +157,8 @@ def train(cfg: SFTConfig) -> dict:
         start, wall_before = ckpt["step"], ckpt["extra"].get("wall_seconds", 0.0)
         print(f"resuming from {ckpt_path} at step {start}")
     else:
-        set_aside(ckpt_path)
+        if main:
+            set_aside(ckpt_path)
         if cfg.init_from:                                 # continue another run's weights and optimizer
             model, tok, ckpt = load_model(cfg.init_from, device=device)
             optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
@@ -157,9 +173,14 @@ def train(cfg: SFTConfig) -> dict:
     if longest + cfg.max_new_tokens > cfg.block_size:
         raise ConfigError(f"the longest test question is {longest} tokens; with max_new_tokens={cfg.max_new_tokens} "
                           f"it needs block_size >= {longest + cfg.max_new_tokens}, got block_size={cfg.block_size}")
-    tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
-    print(f"model: {model.num_params() / 1e6:.2f}M parameters; vocabulary {tok.n_vocab}; device {device}")
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
+    model.activation_checkpointing = cfg.activation_checkpointing
+    # DDP averages the gradients over ranks; SFT leaves the value and reward heads unused, hence find_unused
+    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    if main:
+        tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
+        print(f"model: {model.num_params() / 1e6:.2f}M parameters; vocabulary {tok.n_vocab}; device {device}"
+              + (f"; {world} processes" if world > 1 else ""))
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume) if main else None
 
     def evaluate(step):
         acc = evaluate_and_show(model, tok, test, step, show=1, max_new_tokens=cfg.max_new_tokens)
@@ -168,29 +189,43 @@ def train(cfg: SFTConfig) -> dict:
 
     acc = None
     model.train()
-    bar = tqdm(range(start, cfg.max_iters), initial=start, total=cfg.max_iters, desc="sft")
+    bar = tqdm(range(start, cfg.max_iters), initial=start, total=cfg.max_iters, desc="sft", disable=not main)
     for step in bar:
-        if cfg.time_limit and time.time() - t0 > cfg.time_limit:
+        if cfg.time_limit and distributed.all_sum(time.time() - t0 > cfg.time_limit) > 0:   # every rank stops
             tqdm.write(f"time limit of {cfg.time_limit:.0f}s reached at step {step}")
             cfg.max_iters = step
             break
-        if step % cfg.eval_interval == 0:
+        if step % cfg.eval_interval == 0 and main:
             acc = evaluate(step)
         for g in optimizer.param_groups:
             g["lr"] = cosine_lr(step, cfg.max_iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
-        x, y = sft_batch(tok, train_batch(step), cfg.block_size)
-        loss = sft_loss(model, x.to(device), y.to(device))
-        check_finite(loss, step)
+        # this rank's share of the batch, in grad_accum microbatches; the loss is normalised by the tokens of the
+        # whole batch (all microbatches, all ranks), so the summed gradient is the big batch's (times world: DDP
+        # averages over ranks)
+        mine = distributed.shard(train_batch(step), rank, world)
+        micro = [sft_batch(tok, mine[i::cfg.grad_accum], cfg.block_size) for i in range(cfg.grad_accum)]
+        n_tokens = distributed.all_sum(sum(int((y != -1).sum()) for _, y in micro)).item() / world
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        for i, (x, y) in enumerate(micro):
+            sync = i == len(micro) - 1 or world == 1                    # all-reduce the gradients once per step
+            with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(device, cfg.dtype):
+                part = sft_loss(ddp, x.to(device), y.to(device), n_tokens)
+            check_finite(part, step)
+            part.backward()
+            loss += part.item() / world
+        loss = distributed.all_sum(loss).item()                        # the whole batch's mean token loss
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        if step % 10 == 0:
-            log.log(step=step, loss=loss.item(), lr=optimizer.param_groups[0]["lr"])
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % cfg.eval_interval == 0:
+        if step % 10 == 0 and main:
+            log.log(step=step, loss=loss, lr=optimizer.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{loss:.3f}")
+        if (step + 1) % cfg.eval_interval == 0 and main:
             save_checkpoint(ckpt_path, model, tok, optimizer, step + 1, cfg,
                             extra={"wall_seconds": wall_before + time.time() - t0})
+    if not main:
+        distributed.cleanup()
+        return {}
     if start < cfg.max_iters or acc is None:
         acc = evaluate(cfg.max_iters)
     wall = wall_before + time.time() - t0
@@ -203,6 +238,7 @@ def train(cfg: SFTConfig) -> dict:
                "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: accuracy {acc:.1%} on {len(test)} held-out problems in {wall:.0f}s -> {cfg.out_dir}/")
+    distributed.cleanup()
     return summary
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from nanoreason.config import ConfigError
 
@@ -104,6 +105,7 @@ class GPT(nn.Module):
         self.lm_head.weight = self.wte.weight                     # tied embeddings
         self.value_head = nn.Linear(cfg.n_embd, 1)                # critic V(s_t)
         self.reward_head = nn.Linear(cfg.n_embd, 1)               # reward model score per token
+        self.activation_checkpointing = False                     # trade compute for memory in training
         self.apply(self._init_weights)
         for name, p in self.named_parameters():                   # GPT-2: scaled init of residual projections
             if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
@@ -152,7 +154,10 @@ class GPT(nn.Module):
             raise ValueError(f"position {int(pos.max())} exceeds block_size {self.cfg.block_size}")
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.blocks:
-            x = block(x, mask, cache)
+            if self.activation_checkpointing and self.training and cache is None:   # keep only block inputs,
+                x = checkpoint(block, x, mask, use_reentrant=False)                 # recompute inside in backward
+            else:
+                x = block(x, mask, cache)
         if cache is not None:
             cache.len += T
         return self.ln_f(x)

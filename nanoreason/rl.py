@@ -102,12 +102,22 @@ def aggregate(loss, mask, mode: str = "token-mean", max_len: int | None = None):
     token-mean:      sum_it l / sum_it m                   every token counts the same (DAPO, Yu et al. 2025)
     seq-mean:        mean_i (sum_t l_i / |o_i|)            every answer counts the same (GRPO's 1/|o_i|)
     seq-sum-const:   sum_it l / (B * max_len)              a constant normaliser (Dr.GRPO): no length bias"""
+    return microbatch_aggregate(loss, mask, mode, mask.sum(), loss.shape[0], max_len)
+
+
+def microbatch_aggregate(loss, mask, mode: str, n_tokens, n_seqs: int, max_len: int | None = None):
+    """One microbatch's share of `aggregate` over the whole batch, so that summing the shares (gradient
+    accumulation; under DDP, across ranks too) gives exactly the big batch's loss and gradient. The bug this avoids
+    (it hit verl and nanochat): averaging per-microbatch token-means weights a token by 1 / (its microbatch's tokens).
+    n_tokens, n_seqs: mask.sum() and the number of answers over the WHOLE batch.
+    token-mean:    sum_it l / N_tokens ;  seq-mean:  sum_i (sum_t l_i / |o_i|) / N_seqs ;
+    seq-sum-const: sum_it l / (N_seqs * max_len)"""
     if mode == "token-mean":
-        return masked_mean(loss, mask)
+        return masked_sum(loss, mask) / max(float(n_tokens), 1.0)
     if mode == "seq-mean":
-        return masked_mean(loss, mask, 1).mean()
+        return masked_mean(loss, mask, 1).sum() / n_seqs
     if mode == "seq-sum-const":
-        return masked_sum(loss, mask) / (loss.shape[0] * (max_len or loss.shape[1]))
+        return masked_sum(loss, mask) / (n_seqs * (max_len or loss.shape[1]))
     raise ValueError(f"unknown loss aggregation {mode!r}; use token-mean, seq-mean or seq-sum-const")
 
 

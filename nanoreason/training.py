@@ -69,10 +69,24 @@ def sft_batch(tok, problems, block_size: int):
                             block_size)
 
 
-def sft_loss(model, x, y):
-    """Mean next-token cross-entropy over the positions where y != -1."""
+def sft_loss(model, x, y, n_tokens=None):
+    """Next-token cross-entropy over the positions where y != -1: their mean, or (gradient accumulation, DDP) their
+    sum / n_tokens, with n_tokens counted over the whole batch (rl.microbatch_aggregate explains why)."""
     logits = model(x)                                                  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
+    if n_tokens is None:
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1, reduction="sum") / n_tokens
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def autocast(device: str, dtype: str):
+    """Mixed precision for forward passes: bf16 matmuls (CPU and GPU) with fp32 weights and optimizer; a no-op for
+    float32. Losses and log-softmaxes are taken in fp32 (`.float()`)."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+    return torch.autocast(device.split(":")[0], dtype=DTYPES[dtype], enabled=dtype != "float32")
 
 
 def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, loss_fn, grad_clip: float = 1.0,

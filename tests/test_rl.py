@@ -209,3 +209,22 @@ def test_k_larger_than_the_samples_is_a_clear_error():
         pass_at_k(4, 1, 8)
     with pytest.raises(ConfigError, match="k=8 is larger than the 4 samples"):
         sample_metrics([Problem("q", "#### 1", 1)], [[1, 2, 1, None]], 8)
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean", "seq-sum-const"])
+def test_gradient_accumulation_equals_one_big_batch(mode):
+    """Uneven microbatches (answers of very different lengths): summing microbatch_aggregate's shares gives the big
+    batch's gradient exactly; the naive average of per-microbatch aggregates does not (token-mean, seq-mean)."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 10, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([10, 1, 2, 9, 3, 1])
+    mask = (torch.arange(10)[None] < lengths[:, None]).double()
+    loss_of = lambda rows: (w[rows] ** 2) * torch.arange(1, 11)      # noqa: E731  per-token losses (b, T)
+    big = torch.autograd.grad(rl.aggregate(loss_of(slice(None)), mask, mode, max_len=10), w)[0]
+    parts = [slice(0, 1), slice(1, 4), slice(4, 6)]
+    acc = sum(torch.autograd.grad(rl.microbatch_aggregate(loss_of(p), mask[p], mode, mask.sum(), 6, 10), w)[0]
+              for p in parts)
+    assert torch.allclose(acc, big, rtol=1e-12, atol=1e-12)
+    naive = sum(torch.autograd.grad(rl.aggregate(loss_of(p), mask[p], mode, max_len=10) / len(parts), w)[0]
+                for p in parts)
+    assert not torch.allclose(naive, big, rtol=1e-3)          # uneven parts: every mode's naive average is wrong

@@ -1,0 +1,81 @@
+"""Going bigger: DDP under torchrun (gloo, 2 CPU processes) matches one process with the same global batch; gradient
+accumulation matches one big batch; activation checkpointing leaves gradients unchanged; bf16 autocast stays close
+to fp32; bad splits are one clear line."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, TINY_SFT
+
+ARGS = [a for a in TINY_SFT if not a.startswith(("--max_iters", "--eval_interval"))] + \
+    ["--max_iters=4", "--eval_interval=100", "--batch_size=8", "--device=cpu", "--eval_problems=4"]
+
+
+def sft(out, *extra, nproc=1):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
+        if nproc > 1 else [sys.executable]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*launcher, "train_sft.py", f"--out_dir={out}", *ARGS, *extra], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def weights(path):
+    return torch.load(os.path.join(path, "ckpt.pt"), weights_only=True)["model"]
+
+
+def max_diff(a, b):
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = sft(one)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = sft(two, nproc=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 processes" in r.stdout
+    start = torch.load(os.path.join(one, "ckpt.pt"), weights_only=True)
+    assert start["step"] == 4
+    assert max_diff(weights(one), weights(two)) < 1e-4                 # 4 Adam steps, float32 summation order only
+    assert not os.path.exists(tmp_path / "two" / "metrics.jsonl.prev")  # one writer: rank 0
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    r1, r2 = sft(tmp_path / "a"), sft(tmp_path / "b", "--grad_accum=4")
+    assert r1.returncode == 0 and r2.returncode == 0, r2.stderr[-2000:]
+    assert max_diff(weights(tmp_path / "a"), weights(tmp_path / "b")) < 1e-4
+
+
+def test_bad_splits_are_one_line(tmp_path):
+    r = sft(tmp_path, "--grad_accum=3")
+    assert r.returncode == 2 and "batch_size=8 cannot be split into 1 processes x grad_accum=3" in r.stderr
+    r = sft(tmp_path, "--batch_size=6", "--grad_accum=2", nproc=2)
+    assert r.returncode != 0 and "batch_size=6 cannot be split into 2 processes x grad_accum=2" in r.stderr
+    r = sft(tmp_path, "--dtype=float16")
+    assert r.returncode == 2 and "dtype must be float32 or bfloat16, got 'float16'" in r.stderr
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_model):
+    x = torch.randint(0, 300, (2, 16))
+    grads = []
+    for on in (False, True):
+        tiny_model.zero_grad()
+        tiny_model.train()
+        tiny_model.activation_checkpointing = on
+        tiny_model(x).logsumexp(-1).mean().backward()
+        grads.append([p.grad.clone() for p in tiny_model.parameters() if p.grad is not None])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_bf16_autocast_is_close_to_fp32(tiny_model):
+    from nanoreason.training import autocast, sft_loss
+    x = torch.randint(0, 300, (4, 16))
+    y = torch.randint(0, 300, (4, 16))
+    full = sft_loss(tiny_model, x, y).item()
+    with autocast("cpu", "bfloat16"):
+        assert tiny_model(x).dtype == torch.bfloat16
+        half = sft_loss(tiny_model, x, y).item()
+    assert half == pytest.approx(full, rel=2e-2)
