@@ -26,6 +26,7 @@ from nanoreason.checkpoint import check_compatible, load_model, restore_rng, sav
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show, prompt_text
 from nanoreason.model import GPT, GPTConfig
+from nanoreason.pretrained import load_gpt2
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
 from nanoreason.tokenizer import Tokenizer
@@ -69,6 +70,7 @@ class SFTConfig:
     dtype: str = "float32"         # float32 or bfloat16 (autocast of the forward passes)
     activation_checkpointing: bool = False   # recompute each block's activations in backward instead of keeping them
     resume: bool = False
+    gpt2_dir: str = ""             # start from GPT-2-family weights + tokenizer in this local Hugging Face directory
     init_from: str = ""            # start from this checkpoint's weights and optimizer (continued SFT)
     time_limit: float = 0.0        # > 0: stop after this many seconds of wall time (the equal-time control)
     repeat_step_prob: float = 0.0  # this fraction of training solutions restate one step on a second line: a start
@@ -77,6 +79,7 @@ class SFTConfig:
 
     def __post_init__(self):
         check(not (self.resume and self.init_from), "use either --resume or --init_from, not both")
+        check(not (self.gpt2_dir and self.init_from), "use either --gpt2_dir or --init_from, not both")
         check(self.time_limit >= 0, f"time_limit must be >= 0, got {self.time_limit}")
         check(0 <= self.repeat_step_prob <= 1, f"repeat_step_prob must be in [0, 1], got {self.repeat_step_prob}")
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
@@ -164,6 +167,9 @@ def train(cfg: SFTConfig) -> dict:
             optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
             if ckpt.get("optimizer"):
                 optimizer.load_state_dict(ckpt["optimizer"])
+        elif cfg.gpt2_dir:                                 # pretrained GPT-2 weights and tokenizer (local files)
+            model, tok = load_gpt2(cfg.gpt2_dir, device)
+            optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         else:
             tok = Tokenizer.train(corpus, cfg.vocab_size)
             model = GPT(cfg.model_config(tok.n_vocab)).to(device)

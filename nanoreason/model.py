@@ -29,6 +29,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
+    gelu: str = "none"         # "none" (exact erf GELU) or "tanh" (GPT-2's approximation, for loaded GPT-2 weights)
 
     def __post_init__(self):
         for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -38,6 +39,8 @@ class GPTConfig:
             raise ConfigError(f"model config: vocab_size must be >= 256 bytes + 1 special, got {self.vocab_size}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.gelu not in ("none", "tanh"):
+            raise ConfigError(f"model config: gelu must be 'none' or 'tanh', got {self.gelu!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -84,7 +87,7 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(cfg.n_embd)
         self.attn = CausalSelfAttention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
-        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(approximate=cfg.gelu),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
     def forward(self, x, mask=None, cache=None):
