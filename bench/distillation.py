@@ -53,6 +53,7 @@ class BenchConfig:
     iters: int = 600                   # student updates per arm, 32 sequences each
     lr: float = 3e-4                   # constant, every arm (the start's final SFT learning rate)
     arms: str = ",".join(ARMS)
+    max_new_tokens: int = 64
     eval_problems: int = 256
 
 
@@ -61,10 +62,11 @@ def run_arm(c: BenchConfig, arm: str, start: str, d: str):
         return continued_sft(start, d, iters=c.iters)
     if arm == "rl":                    # GRPO on the outcome reward, 64 sequences per iteration
         return grpo(GRPOConfig(sft_ckpt=start, out_dir=d, iters=c.iters // 2, prompts_per_iter=16, group_size=4,
+                               max_new_tokens=c.max_new_tokens,
                                eval_interval=10**9, eval_problems=c.eval_problems, show_samples=0))
     return distill(DistillConfig(teacher_ckpt=c.teacher_ckpt, student_init=start, out_dir=d, iters=c.iters,
                                  batch_size=32, lr=c.lr, min_lr=c.lr, warmup_iters=1, eval_interval=10**9,
-                                 eval_problems=c.eval_problems, **DISTILL_ARMS[arm]))
+                                 eval_problems=c.eval_problems, max_new_tokens=c.max_new_tokens, **DISTILL_ARMS[arm]))
 
 
 def main(c: BenchConfig):
@@ -78,7 +80,7 @@ def main(c: BenchConfig):
         sft(SFTConfig(out_dir=os.path.dirname(start), **dataclasses.asdict(task), seed=task_seed,
                       vocab_size=tok.n_vocab - len(tok.special_ids), block_size=teacher.cfg.block_size,
                       n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, max_iters=c.start_iters,
-                      eval_interval=c.start_iters, eval_problems=c.eval_problems))
+                      eval_interval=c.start_iters, eval_problems=c.eval_problems, max_new_tokens=c.max_new_tokens))
     for arm in arms:
         run_arm(c, arm, start, os.path.join(c.out_dir, arm))
     table(c)

@@ -143,7 +143,7 @@ def test_distill_bad_input(sft_ckpt, tmp_path):
 def test_distillation_bench_tabulates_the_arms(sft_ckpt, tmp_path):
     """Two arms from one start: the table lists both beside the start and the teacher; a bad arm is one line."""
     r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
-                        "--n_layer=1", "--n_embd=16", "--start_iters=4", "--iters=2", "--eval_problems=8",
+                        "--n_layer=1", "--n_embd=16", "--start_iters=4", "--iters=2", "--eval_problems=8", "--max_new_tokens=24",
                         "--arms=sft,token_forward"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(tmp_path / "results.json"))
