@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from nanoreason import reward_models as rm
-from nanoreason.checkpoint import load_model
+from nanoreason.checkpoint import load_model, task_of
 from nanoreason.config import ConfigError, parse_args, run_main
 from nanoreason.evaluate import accuracy
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
-from nanoreason.tasks import extract_answer, generate, task_from_config
+from nanoreason.tasks import extract_answer, generate
 from nanoreason.training import pick_device
 
 
@@ -61,8 +61,8 @@ def main(c: EvalConfig):
     policy, tok, ckpt = load_model(c.ckpt, kind="policy", device=device)
     rms = {name: rm.load_reward_model(path, name, tok, device) for name, path in (("orm", c.orm), ("prm", c.prm))
            if path}
-    config = ckpt.get("config", {})
-    test = generate(c.eval_problems, "test", config.get("seed", 0), task_from_config(config))
+    task, task_seed = task_of(ckpt.get("config", {}))
+    test = generate(c.eval_problems, "test", task_seed, task)
     prefix = ckpt.get("extra", {}).get("prefix", [])            # return-conditioned policies ask for <|correct|>
 
     torch.manual_seed(c.seed)

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from kernels.kl import KINDS
-from nanoreason.checkpoint import load_model, load_start, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_model, load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.distill import completion_logits, curriculum_max_steps, distill_loss, verified_examples
 from nanoreason.evaluate import evaluate_and_show
@@ -195,7 +195,7 @@ def train(cfg: DistillConfig) -> dict:
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
             acc = evaluate(it + 1)
             save_checkpoint(ckpt_path, student, tok, optimizer, it + 1,
-                            {**dataclasses.asdict(task), **dataclasses.asdict(cfg), "seed": task_seed},
+                            stage_config(task, task_seed, cfg),
                             extra={"wall_seconds": time.time() - t0, "teacher_accuracy": teacher_acc})
 
     wall = time.time() - t0

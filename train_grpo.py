@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from nanoreason import reward_models as rm
 from nanoreason import rl
-from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT
@@ -212,7 +212,7 @@ def train(cfg: GRPOConfig) -> dict:
             acc = evaluate(it + 1)
             extra = {"wall_seconds": wall_before + time.time() - t0, "accuracy_before": acc_before}
             save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
-                            {**dataclasses.asdict(task), **dataclasses.asdict(cfg)}, extra=extra)
+                            stage_config(task, task_seed, cfg), extra=extra)
 
     wall = wall_before + time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, f"{name}.png"), log.rows,

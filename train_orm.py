@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from nanoreason import reward_models as rm
-from nanoreason.checkpoint import load_start, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import generate
@@ -70,7 +70,7 @@ def train(cfg: ORMConfig) -> dict:
                                                    cfg.seed + 1)
     acc = rm.outcome_accuracy(model, tok, t_reps, t_texts, t_correct)
     base = max(sum(t_correct), len(t_correct) - sum(t_correct)) / len(t_correct)
-    save_checkpoint(ckpt_path, model, tok, None, len(losses), {**dataclasses.asdict(task), **dataclasses.asdict(cfg)},
+    save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
                     kind="reward_model", extra={"rm": "orm", "policy": cfg.sft_ckpt})
     plot_curves(os.path.join(cfg.out_dir, "orm.png"), log.rows, [("ORM loss (binary cross-entropy)", ["loss"])],
                 title=f"ORM: held-out verdict accuracy {acc:.1%} (majority guess {base:.1%})")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from nanoreason import reward_models as rm
 from nanoreason import rl
-from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -183,8 +183,7 @@ def train(cfg: PPOConfig) -> dict:
                  "accuracy_before": acc_before}
         if critic is not policy:
             extra["critic_model"] = critic.state_dict()
-        config = {**dataclasses.asdict(task), **dataclasses.asdict(cfg)}    # the task travels with the policy
-        save_checkpoint(ckpt_path, policy, tok, optimizer, it, config, extra=extra)
+        save_checkpoint(ckpt_path, policy, tok, optimizer, it, stage_config(task, task_seed, cfg), extra=extra)
 
     if acc_before is None:
         acc_before = evaluate(0)

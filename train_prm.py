@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from nanoreason import reward_models as rm
-from nanoreason.checkpoint import load_start, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import generate
@@ -96,7 +96,7 @@ def train(cfg: PRMConfig) -> dict:
     acc = rm.step_accuracy(model, tok, t_reps, t_texts)
     oracle_test = [y for p, t in zip(t_reps, t_texts) for y in rm.oracle_labels(p, t)]
     base = max(sum(oracle_test), len(oracle_test) - sum(oracle_test)) / max(1, len(oracle_test))
-    save_checkpoint(ckpt_path, model, tok, None, len(losses), {**dataclasses.asdict(task), **dataclasses.asdict(cfg)},
+    save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
                     kind="reward_model", extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.sft_ckpt})
     panels = [("PRM loss (binary cross-entropy)", ["loss"])]
     if agreement:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from nanoreason.checkpoint import load_start, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show, prompt_text
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -87,7 +87,7 @@ def train(cfg: RCRLConfig) -> dict:
         log.log(step=rnd + 1, samples=samples, train_accuracy=b.correct.mean().item(),
                 loss=sum(losses) / len(losses), accuracy=acc, wall=time.time() - t0)
         save_checkpoint(ckpt_path, policy, tok, optimizer, rnd + 1,
-                        {**dataclasses.asdict(task), **dataclasses.asdict(cfg)},
+                        stage_config(task, task_seed, cfg),
                         extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before,
                                "prefix": [good]})
 

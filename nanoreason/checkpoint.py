@@ -16,7 +16,7 @@ import torch
 
 from nanoreason.config import ConfigError
 from nanoreason.model import GPT, GPTConfig
-from nanoreason.tasks import task_from_config
+from nanoreason.tasks import TaskConfig, task_from_config
 from nanoreason.tokenizer import Tokenizer
 
 
@@ -92,6 +92,17 @@ def check_compatible(path: str, ckpt: dict, model_cfg: GPTConfig | None = None, 
                 raise ConfigError(f"{path}: made with {k}={saved[k]!r}, but this run asks for {k}={getattr(config, k)!r}")
 
 
+def stage_config(task: TaskConfig, task_seed: int, cfg) -> dict:
+    """What a stage saves as its checkpoint's config: its own settings, the task it trained on, and the task's seed
+    (it fixes the held-out test set) under its own key — a stage's own --seed must not move the next stage's test set."""
+    return {**dataclasses.asdict(task), **dataclasses.asdict(cfg), "task_seed": task_seed}
+
+
+def task_of(config: dict) -> tuple[TaskConfig, int]:
+    """(task, task seed) from a checkpoint's config (an SFT checkpoint's own seed is its task seed)."""
+    return task_from_config(config), config.get("task_seed", config.get("seed", 0))
+
+
 def load_start(sft_ckpt: str, device="cpu"):
     """The RL stages' start: (policy, tokenizer, task config, task seed) from an SFT checkpoint. If there is none, a
     default SFT run makes it first (and says so), so every `python train_<rl>.py` works on a fresh clone."""
@@ -103,8 +114,7 @@ def load_start(sft_ckpt: str, device="cpu"):
     if tok.n_vocab != policy.cfg.vocab_size:
         raise ConfigError(f"{sft_ckpt}: its tokenizer has {tok.n_vocab} tokens but its model expects "
                           f"{policy.cfg.vocab_size}: the tokenizer does not match the model")
-    config = ckpt.get("config", {})
-    return policy, tok, task_from_config(config), config.get("seed", 0)
+    return (policy, tok, *task_of(ckpt.get("config", {})))
 
 
 def resume(path: str, tok: Tokenizer, model: GPT, optimizer, same: dict | None = None) -> dict:

@@ -79,3 +79,21 @@ def test_unreadable_or_unsafe_files_are_refused(tmp_path, payload):
         load_checkpoint(str(path))
     with pytest.raises(ConfigError, match="no such checkpoint"):
         load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_a_stages_own_seed_does_not_move_the_test_set():
+    """RL stages save the task seed under its own key: a run with --seed=3 from an SFT model made with seed 0 must
+    hand the next stage (and eval.py) seed 0's held-out problems; an SFT checkpoint's seed is its task seed."""
+    import dataclasses
+
+    from nanoreason.checkpoint import stage_config, task_of
+    from nanoreason.tasks import TaskConfig
+
+    @dataclasses.dataclass
+    class StageCfg:
+        seed: int = 3
+        lr: float = 1e-4
+    task = TaskConfig(min_steps=1, max_steps=2)
+    saved = stage_config(task, 0, StageCfg())
+    assert task_of(saved) == (task, 0) and saved["seed"] == 3
+    assert task_of({"seed": 5, "min_steps": 1, "max_steps": 2}) == (task, 5)
