@@ -32,14 +32,14 @@ from tqdm import tqdm
 from kernels.kl import KINDS
 from nanoreason.checkpoint import load_model, load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import ConfigError, check, parse_args, run_main
-from nanoreason.distill import completion_logits, curriculum_max_steps, distill_loss, verified_examples
+from nanoreason.distill import curriculum_max_steps, distill_loss
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
-from nanoreason.rollouts import sample_groups
+from nanoreason.rollouts import completion_hidden, keep_verified, sample_groups
 from nanoreason.tasks import generate, stream
-from nanoreason.training import (check_finite, completion_batch, cosine_lr, make_optimizer, pick_device, sft_batch,
-                                 sft_loss)
+from nanoreason.training import (check_finite, completion_batch, cosine_lr, encode_pairs, make_optimizer, pick_device,
+                                 sft_batch, sft_loss)
 
 MODES = ("token", "sequence", "on_policy")
 
@@ -166,10 +166,9 @@ def train(cfg: DistillConfig) -> dict:
         elif cfg.mode == "sequence":
             problems, b = sample_groups(teacher, tok, task_now, cfg.batch_size // cfg.k, cfg.k, seed, {"outcome": 1.0},
                                         cfg.max_new_tokens, cfg.sample_temperature, gen)
-            examples = verified_examples(tok, problems, b.texts, b.correct.tolist())
+            examples = encode_pairs(tok, keep_verified(problems, b.texts, b.correct.tolist()))
             row.update(sampled_accuracy=b.correct.mean().item(), kept=len(examples))
-            loss = None                                      # the teacher got nothing right: nothing to imitate
-            if examples:
+            if examples:                                     # none: the teacher got nothing right, no update
                 x, y = completion_batch(tok, examples, student.cfg.block_size)
                 student.train()
                 loss = sft_loss(student, x.to(device), y.to(device))
@@ -178,9 +177,10 @@ def train(cfg: DistillConfig) -> dict:
             _, b = sample_groups(sampler, tok, task_now, cfg.batch_size, 1, seed, {"outcome": 1.0},
                                  cfg.max_new_tokens, cfg.sample_temperature, gen)
             with torch.no_grad():
-                t_logits = completion_logits(teacher, b.ids, b.mask, b.P)                   # (B, T, V)
+                t_logits = teacher.lm_head(completion_hidden(teacher, b.ids, b.mask, b.P))   # (B, T, V)
             student.train()
-            loss = distill_loss(completion_logits(student, b.ids, b.mask, b.P), t_logits, b.completion_mask,
+            s_logits = student.lm_head(completion_hidden(student, b.ids, b.mask, b.P))      # (B, T, V)
+            loss = distill_loss(s_logits, t_logits, b.completion_mask,
                                 cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
             row.update(sampled_accuracy=b.correct.mean().item())
         if loss is not None:

@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
-from nanoreason.evaluate import evaluate_and_show, prompt_text
+from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
-from nanoreason.rollouts import sample_groups
-from nanoreason.tasks import check_steps, generate
-from nanoreason.training import finetune, pick_device
+from nanoreason.rollouts import keep_verified, sample_groups
+from nanoreason.tasks import generate
+from nanoreason.training import encode_pairs, finetune, pick_device
 
 
 @dataclass
@@ -56,17 +56,6 @@ class EIConfig:
         check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
 
 
-def keep_verified(problems, texts, correct, verify: str) -> list[tuple]:
-    """The accepted (problem, completion) pairs, each distinct completion of a problem once."""
-    kept, seen = [], set()
-    for p, t, c in zip(problems, texts, correct):
-        ok = bool(c) and (verify == "outcome" or all(check_steps(p, t)))
-        if ok and (p.question, t) not in seen:
-            seen.add((p.question, t))
-            kept.append((p, t))
-    return kept
-
-
 def train(cfg: EIConfig) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -92,7 +81,7 @@ def train(cfg: EIConfig) -> dict:
         # ---- 2. keep the verified ones, deduplicated
         kept = keep_verified(problems, b.texts, b.correct.tolist(), cfg.verify)
         # ---- 3. imitate them
-        examples = [(tok.encode(prompt_text(p.question)), tok.encode(t)) for p, t in kept]
+        examples = encode_pairs(tok, kept)
         losses = finetune(policy, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd) if examples else []
         acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples)
         log.log(step=rnd + 1, samples=samples, train_accuracy=b.correct.mean().item(), kept=len(kept),

@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
-from nanoreason.evaluate import evaluate_and_show, prompt_text
+from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rollouts import sample_groups
 from nanoreason.tasks import generate
-from nanoreason.training import finetune, pick_device
+from nanoreason.training import encode_pairs, finetune, pick_device
 
 
 @dataclass
@@ -80,8 +80,8 @@ def train(cfg: RCRLConfig) -> dict:
                                     prefix=[good] if rnd > 0 else [])
         samples += len(problems)
         # ---- 2. tag every sample with its return; 3. fine-tune on all of them
-        examples = [([good if c else bad] + tok.encode(prompt_text(p.question)), tok.encode(t))
-                    for p, t, c in zip(problems, b.texts, b.correct.tolist())]
+        examples = [([good if c else bad] + q, a)
+                    for (q, a), c in zip(encode_pairs(tok, zip(problems, b.texts)), b.correct.tolist())]
         losses = finetune(policy, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd)
         acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples, prefix=[good])
         log.log(step=rnd + 1, samples=samples, train_accuracy=b.correct.mean().item(),

@@ -4,7 +4,7 @@ Three ways to move what the teacher knows (p = the student's next-token distribu
 
   token-level     on given text (reference solutions, or the teacher's own samples), match q at every token:
                   L = T^2 * mean_t D(q_t, p_t), D = forward KL / reverse KL / JSD(beta)      (Hinton et al. 2015)
-  sequence-level  sample from the teacher, keep what is verified correct, fine-tune the student on it with
+  sequence-level  sample from the teacher, keep what is verified correct (rollouts.keep_verified), fine-tune on it with
                   cross-entropy: the student imitates whole answers, not distributions       (Kim & Rush 2016)
   on-policy       the *student* samples, the teacher scores every token of those samples with the same token-level
                   loss: the student is corrected on the states it actually visits  (GKD, Agarwal et al. 2024)
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from kernels.kl import kl_div
 from nanoreason.config import ConfigError
-from nanoreason.evaluate import prompt_text
 
 
 def distill_loss(student_logits, teacher_logits, mask, kind: str = "forward", temperature: float = 1.0,
@@ -33,22 +32,6 @@ def distill_loss(student_logits, teacher_logits, mask, kind: str = "forward", te
         return student_logits.sum() * 0.0                                  # nothing to learn; still a graph
     d = kl_div(student_logits[keep], teacher_logits[keep].detach(), kind, temperature, beta, backend)   # (N,)
     return temperature ** 2 * d.mean()
-
-
-def completion_logits(model, ids, mask, P: int):
-    """Next-token logits (B, T, V) at the positions that predict the completion ids[:, P:] of a sampled batch."""
-    return model(ids[:, :-1], mask[:, :-1])[:, P - 1:]
-
-
-def verified_examples(tok, problems, texts, correct) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, completion ids) of the samples whose final answer is right, each distinct (problem, text) once:
-    sequence-level distillation's training set."""
-    seen, out = set(), []
-    for p, text, ok in zip(problems, texts, correct):
-        if ok and (p.question, text) not in seen:
-            seen.add((p.question, text))
-            out.append((tok.encode(prompt_text(p.question)), tok.encode(text)))
-    return out
 
 
 def curriculum_max_steps(it: int, iters: int, min_steps: int, max_steps: int) -> int:

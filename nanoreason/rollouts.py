@@ -17,7 +17,7 @@ from nanoreason.model import GPT
 from nanoreason.rewards import compound_reward, format_reward, outcome_reward, step_end_tokens, token_rewards
 from nanoreason.rl import entropy_from_logits, token_logprobs
 from nanoreason.sampling import Rollout, generate
-from nanoreason.tasks import split_steps, stream
+from nanoreason.tasks import check_steps, split_steps, stream
 from nanoreason.tokenizer import Tokenizer
 
 
@@ -74,9 +74,26 @@ def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, se
                              step_scorer)
 
 
+def keep_verified(problems, texts, correct, verify: str = "outcome") -> list[tuple]:
+    """The accepted (problem, completion) pairs — right final answer (`verify="outcome"`), and every step right too
+    (`verify="steps"`) — each distinct completion of a problem once (expert iteration, sequence-level distillation)."""
+    kept, seen = [], set()
+    for p, t, c in zip(problems, texts, correct):
+        ok = bool(c) and (verify == "outcome" or all(check_steps(p, t)))
+        if ok and (p.question, t) not in seen:
+            seen.add((p.question, t))
+            kept.append((p, t))
+    return kept
+
+
+def completion_hidden(model: GPT, ids, mask, P: int):
+    """Final hidden states (B, T, C) at the positions that predict the completion ids[:, P:] of a sampled batch."""
+    return model.hidden(ids[:, :-1], mask[:, :-1])[:, P - 1:]
+
+
 def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, with_entropy: bool = True):
     """(log-probs (B, T), entropy (B, T) or None, hidden states (B, T, C)) of the completion tokens ids[:, P:]."""
-    h = model.hidden(ids[:, :-1], mask[:, :-1])[:, P - 1:]             # (B, T, C)
+    h = completion_hidden(model, ids, mask, P)                         # (B, T, C)
     logits = model.lm_head(h)                                          # (B, T, V)
     logp = token_logprobs(logits, ids[:, P:], temperature)
     ent = entropy_from_logits(logits, temperature) if with_entropy else None

@@ -63,10 +63,14 @@ def completion_batch(tok, examples, block_size: int):
     return x, y
 
 
+def encode_pairs(tok, pairs) -> list[tuple[list[int], list[int]]]:
+    """(problem, completion text) pairs -> (prompt ids, completion ids), the input of completion_batch / finetune."""
+    return [(tok.encode(prompt_text(p.question)), tok.encode(text)) for p, text in pairs]
+
+
 def sft_batch(tok, problems, block_size: int):
     """Problems -> right-padded (x, y): the question is the prompt, the reference solution the completion to learn."""
-    return completion_batch(tok, [(tok.encode(prompt_text(p.question)), tok.encode(p.solution)) for p in problems],
-                            block_size)
+    return completion_batch(tok, encode_pairs(tok, [(p, p.solution) for p in problems]), block_size)
 
 
 def sft_loss(model, x, y, n_tokens=None):

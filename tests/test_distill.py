@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from nanoreason.evaluate import prompt_text
-from nanoreason.distill import curriculum_max_steps, distill_loss, verified_examples
+from nanoreason.distill import curriculum_max_steps, distill_loss
+from nanoreason.rollouts import keep_verified
+from nanoreason.training import encode_pairs
 from nanoreason.tasks import Problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +88,7 @@ def test_verified_examples_keep_distinct_right_answers_only():
         def encode(self, s):
             return [len(s)]
     p1, p2 = Problem("q1?", "#### 1", 1), Problem("q2?", "#### 2", 2)
-    out = verified_examples(Tok(), [p1, p1, p1, p2], ["#### 1", "#### 1", "a\n#### 1", "#### 3"], [1, 1, 1, 0])
+    out = encode_pairs(Tok(), keep_verified([p1, p1, p1, p2], ["#### 1", "#### 1", "a\n#### 1", "#### 3"], [1, 1, 1, 0]))
     q1 = [len(prompt_text("q1?"))]
     assert out == [(q1, [6]), (q1, [8])]                  # the duplicate and the wrong answer are dropped
 

@@ -11,7 +11,7 @@ import torch
 from nanoreason.tasks import TaskConfig, generate
 from nanoreason.tokenizer import Tokenizer
 from nanoreason.training import completion_batch
-from train_expert_iteration import keep_verified
+from nanoreason.rollouts import keep_verified
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
