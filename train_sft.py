@@ -12,7 +12,6 @@ fixed held-out set and count exact final answers.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import random
@@ -31,8 +30,7 @@ from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
 from nanoreason.tokenizer import Tokenizer
 from nanoreason import distributed
-from nanoreason.training import (DTYPES, autocast, check_finite, cosine_lr, make_optimizer, pick_device, sft_batch,
-                                 sft_loss)
+from nanoreason.training import DTYPES, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
 
 
 @dataclass
@@ -205,22 +203,10 @@ def train(cfg: SFTConfig) -> dict:
             acc = evaluate(step)
         for g in optimizer.param_groups:
             g["lr"] = cosine_lr(step, cfg.max_iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
-        # this rank's share of the batch, in grad_accum microbatches; the loss is normalised by the tokens of the
-        # whole batch (all microbatches, all ranks), so the summed gradient is the big batch's (times world: DDP
-        # averages over ranks)
-        mine = distributed.shard(train_batch(step), rank, world)
-        micro = [sft_batch(tok, mine[i::cfg.grad_accum], cfg.block_size) for i in range(cfg.grad_accum)]
-        n_tokens = distributed.all_sum(sum(int((y != -1).sum()) for _, y in micro)).item() / world
+        mine = distributed.shard(train_batch(step), rank, world)       # this process's share of the batch,
+        micro = [sft_batch(tok, mine[i::cfg.grad_accum], cfg.block_size) for i in range(cfg.grad_accum)]  # in parts
         optimizer.zero_grad(set_to_none=True)
-        loss = 0.0
-        for i, (x, y) in enumerate(micro):
-            sync = i == len(micro) - 1 or world == 1                    # all-reduce the gradients once per step
-            with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(device, cfg.dtype):
-                part = sft_loss(ddp, x.to(device), y.to(device), n_tokens)
-            check_finite(part, step)
-            part.backward()
-            loss += part.item() / world
-        loss = distributed.all_sum(loss).item()                        # the whole batch's mean token loss
+        loss = sft_backward(ddp, micro, device, cfg.dtype, step)       # the gradient of the whole batch's mean loss
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         if step % 10 == 0 and main:

@@ -38,6 +38,10 @@ def shard(items: list, rank: int, world: int, what: str = "batch_size") -> list:
     return items[rank::world]
 
 
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
 def all_sum(x: float | torch.Tensor) -> torch.Tensor:
     """The sum over ranks of a number (a tensor on CPU for gloo); the number itself with one process."""
     t = torch.as_tensor(x, dtype=torch.float64).clone()

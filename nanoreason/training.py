@@ -2,11 +2,13 @@
 the supervised loss on completions (SFT, expert iteration, return-conditioned RL, distillation data)."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 
+from nanoreason import distributed
 from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text
 
@@ -80,6 +82,25 @@ def sft_loss(model, x, y, n_tokens=None):
     if n_tokens is None:
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1, reduction="sum") / n_tokens
+
+
+def sft_backward(model, micro, device: str, dtype: str, step: int) -> float:
+    """Backward of one optimizer step's SFT loss over this process's microbatches [(x, y), ...] (gradient
+    accumulation; under torchrun, `model` is DDP-wrapped and the other ranks hold the rest of the batch). Every
+    microbatch's token sum is divided by the token count of the WHOLE batch — all microbatches, all ranks — so the
+    accumulated gradient is the big batch's token mean (rl.microbatch_aggregate). DDP averages gradients over ranks,
+    hence the count / world. Returns the whole batch's mean token loss."""
+    world = distributed.world_size()
+    n_tokens = distributed.all_sum(sum(int((y != -1).sum()) for _, y in micro)).item() / world
+    total = torch.zeros((), device=device)
+    for i, (x, y) in enumerate(micro):
+        last = i == len(micro) - 1                                 # all-reduce the gradients once, at the last
+        with (model.no_sync() if world > 1 and not last else contextlib.nullcontext()), autocast(device, dtype):
+            part = sft_loss(model, x.to(device), y.to(device), n_tokens)
+        check_finite(part, step)
+        part.backward()
+        total += part.detach()                                     # no .item() per microbatch: one sync per step
+    return distributed.all_sum(total.cpu()).item() / world
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
