@@ -84,7 +84,7 @@ def main(c: EvalConfig):
     k = c.k
     row = {"maj@1 (greedy)": greedy, **sample_metrics(test, answers, k)}
     for name, sc in scores.items():
-        row[f"rerank@{k} {name}"] = sum(pick(a, s) == p.answer for p, a, s in zip(test, answers, sc)) / len(test)
+        row[f"rerank@{k} {name}"] = best_of_n(test, answers, sc, k)           # the best-scored of all k
     if c.beam:
         prm_min = lambda ps, ts: [rm.aggregate(x, "min") for x in rm.score(rms["prm"], tok, ps, ts, "prm")]  # noqa: E731
         found = prm_beam_search(policy, tok, prm_min, test, c.beam, c.expand, temperature=c.temperature,

@@ -69,7 +69,7 @@ def train(cfg: ORMConfig) -> dict:
     t_reps, t_texts, t_correct = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens,
                                                    cfg.seed + 1)
     acc = rm.outcome_accuracy(model, tok, t_reps, t_texts, t_correct)
-    base = max(sum(t_correct), len(t_correct) - sum(t_correct)) / len(t_correct)
+    base = rm.majority_baseline(t_correct)
     save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
                     kind="reward_model", extra={"rm": "orm", "policy": cfg.sft_ckpt})
     plot_curves(os.path.join(cfg.out_dir, "orm.png"), log.rows, [("ORM loss (binary cross-entropy)", ["loss"])],

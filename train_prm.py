@@ -95,7 +95,7 @@ def train(cfg: PRMConfig) -> dict:
     t_reps, t_texts, _ = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1)
     acc = rm.step_accuracy(model, tok, t_reps, t_texts)
     oracle_test = [y for p, t in zip(t_reps, t_texts) for y in rm.oracle_labels(p, t)]
-    base = max(sum(oracle_test), len(oracle_test) - sum(oracle_test)) / max(1, len(oracle_test))
+    base = rm.majority_baseline(oracle_test)
     save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
                     kind="reward_model", extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.sft_ckpt})
     panels = [("PRM loss (binary cross-entropy)", ["loss"])]

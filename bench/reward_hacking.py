@@ -21,7 +21,7 @@ from dataclasses import dataclass  # noqa: E402
 
 from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
 from nanoreason.report import read_jsonl  # noqa: E402
-from nanoreason.rewards import SHAPINGS  # noqa: E402
+from nanoreason.rewards import SHAPINGS, parse_weights  # noqa: E402
 from train_grpo import GRPOConfig  # noqa: E402
 from train_grpo import train as train_grpo  # noqa: E402
 from train_ppo import PPOConfig  # noqa: E402
@@ -139,15 +139,14 @@ def overview(dirs: list, out_dir: str):
             if os.path.isdir(d) else []
         if not runs:
             raise ConfigError(f"overview: {d} holds no finished run (no <shaping>/summary.json)")
-        for r in runs:
-            summary = json.load(open(os.path.join(d, r, "summary.json")))
+        summaries = {r: json.load(open(os.path.join(d, r, "summary.json"))) for r in runs}
+        for r, summary in summaries.items():
             rows = [x for x in read_jsonl(os.path.join(d, r, "metrics.jsonl")) if "steps_per_answer" in x]
             ax.plot([x["step"] for x in rows], smooth([x["steps_per_answer"] for x in rows]), color=COLORS.get(r),
                     label=f"{r}: {summary['accuracy_before']:.0%} → {summary['accuracy_after']:.0%}")
-            if r == "none" or r == runs[-1] and "none" not in runs:
-                s = summary                       # the title describes the unshaped run's reward and learner
+        s = summaries.get("none", summaries[runs[-1]])        # the title: the unshaped run's learner and reward
         cfg = s["config"]
-        reward = "outcome only" if cfg["rewards"] == "outcome=1" or cfg["rewards"].endswith("steps=0.0") else \
+        reward = "outcome only" if not parse_weights(cfg["rewards"]).get("steps") else \
             ("learned PRM" if cfg.get("prm_ckpt") else "oracle steps")
         ax.set_title(f"{s.get('algo', 'ppo').upper()}, {reward}\n{d}", fontsize=9)
         ax.set_xlabel("iteration")

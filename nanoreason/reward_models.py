@@ -28,6 +28,7 @@ from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text, solve
 from nanoreason.model import GPT
+from nanoreason.rl import masked_mean
 from nanoreason.rewards import step_end_tokens
 from nanoreason.rollouts import collect
 from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps
@@ -78,8 +79,7 @@ def batch(tok: Tokenizer, examples, kind: str, block_size: int):
 def rm_loss(model: GPT, ids, target, mask):
     """Binary cross-entropy of the reward head's logits at the labelled positions (soft labels allowed)."""
     logits = model.rewards(model.hidden(ids))                              # (B, T)
-    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    return masked_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), mask)
 
 
 @torch.no_grad()
@@ -191,6 +191,12 @@ def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size
                               generator=torch.Generator().manual_seed(seed), what=f"{kind} loss", on_step=on_step)
     bar.close()
     return losses
+
+
+def majority_baseline(labels) -> float:
+    """Accuracy of always guessing the more common 0/1 label: what a reward model's verdicts must beat."""
+    pos = sum(labels)
+    return max(pos, len(labels) - pos) / max(1, len(labels))
 
 
 def step_accuracy(model: GPT, tok: Tokenizer, problems, texts) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from nanoreason.model import GPT, KVCache
 from nanoreason.rl import token_logprobs
 

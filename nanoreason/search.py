@@ -99,9 +99,10 @@ def prm_beam_search(policy, tok, step_score, problems, beam_width: int = 4, expa
         cands = [[] for _ in problems]
         for (i, pre), cont in zip(jobs, conts):
             line = cont.split("\n")[0]
-            text = pre + line + ("" if line.strip().startswith("####") or "\n" not in cont else "\n")
+            done = line.strip().startswith("####") or "\n" not in cont        # the answer line, or no more lines
+            text = pre + line + ("" if done else "\n")
             if text not in [t for t, _ in cands[i]]:
-                cands[i].append((text, line.strip().startswith("####") or "\n" not in cont))
+                cands[i].append((text, done))
         flat = [(i, t, done) for i, cs in enumerate(cands) for t, done in cs]
         scores = step_score([problems[i] for i, _, _ in flat], [t for _, t, _ in flat])
         beams = [[] for _ in problems]
