@@ -19,6 +19,9 @@ each), turn the scores into advantages within each group, then `epochs` passes o
 
 A group whose completions all score the same has A = 0 everywhere: no signal. The log reports that fraction
 (`zero_signal_groups`) and the length of wrong answers (`len_wrong`), which GRPO's 1/|o_i| lets grow (Liu et al. 2025).
+
+    torchrun --nproc_per_node=2 train_grpo.py --device=cpu   # DDP: each process samples and learns from half the
+                                                              # prompts (whole groups); rank 0 evaluates and writes
 """
 from __future__ import annotations
 
@@ -32,8 +35,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nanoreason import distributed, rl
 from nanoreason import reward_models as rm
-from nanoreason import rl
 from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
@@ -118,8 +121,11 @@ def group_stats(b, rewards, G: int) -> dict:
 
 
 def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coef: float, it: int) -> list[float]:
-    """`epochs` passes over minibatches; returns the mean of [policy loss, KL to the start, entropy, clip fraction]."""
+    """`epochs` passes over minibatches; returns the mean of [policy loss, KL to the start, entropy, clip fraction].
+    Under torchrun `policy` is DDP-wrapped and `b` is this rank's share of the batch: every rank takes minibatches
+    of minibatch_size / world, and token-means are scaled to their share of the global token-mean."""
     m, n = b.completion_mask, b.ids.shape[0]
+    mb = cfg.minibatch_size // distributed.world_size()
     agg = {"grpo": "seq-sum-const" if cfg.dr_grpo else "seq-mean", "rloo": "token-mean", "reinforce": "token-mean"}[cfg.algo]
     off_policy = cfg.epochs > 1 or cfg.minibatch_size < n           # later steps need the sampling policy's log-probs
     with torch.no_grad():
@@ -128,8 +134,9 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     policy.train()
     stats = []
     for _ in range(cfg.epochs):
-        for idx in torch.randperm(n).split(cfg.minibatch_size):
+        for idx in torch.randperm(n).split(mb):
             mm = m[idx]
+            s_tok = distributed.token_scale(mm)                               # 1 with one process
             logp, ent, _ = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
             A = adv[idx, None] * mm                                            # (b, T): A_i on every token of o_i
             if cfg.algo == "reinforce":                                        # L = -mean_t A_i log pi(o_it)
@@ -139,7 +146,7 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
                 pg, clipfrac = rl.ppo_policy_loss(logp, old, A, mm, cfg.clip_eps, agg=agg, max_len=cfg.max_new_tokens)
             kl = rl.kl_loss(logp, ref_logp[idx], mm, "k3") if cfg.kl_coef else torch.zeros(())
             entropy = rl.masked_mean(ent, mm)
-            loss = pg + cfg.kl_coef * kl - ent_coef * entropy
+            loss = pg * (s_tok if agg == "token-mean" else 1.0) + (cfg.kl_coef * kl - ent_coef * entropy) * s_tok
             check_finite(loss, it, f"{cfg.algo} loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -152,7 +159,10 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
 def train(cfg: GRPOConfig) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
+    check(cfg.minibatch_size % world == 0, f"minibatch_size={cfg.minibatch_size} cannot be split evenly over "
+                                           f"{world} processes; use a multiple of {world}")
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     name = "dr_grpo" if cfg.dr_grpo else cfg.algo
@@ -165,28 +175,32 @@ def train(cfg: GRPOConfig) -> dict:
     t0 = time.time()
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    policy.value_head.requires_grad_(False)                    # no critic, no reward model here
+    policy.reward_head.requires_grad_(False)
+    ddp = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
     start, wall_before, acc_before = 0, 0.0, None
     if cfg.resume:
         same = {k: getattr(cfg, k) for k in ("algo", "dr_grpo", "group_size")}     # the run's algorithm must not change
         ck = resume(ckpt_path, tok, policy, optimizer, same=same)
         start, wall_before, acc_before = ck["step"], ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
-    else:
+    elif main:
         set_aside(ckpt_path)
-    print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
-          f"{cfg.group_size} samples per iteration; device {device}")
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
+    if main:
+        print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
+              f"{cfg.group_size} samples per iteration; device {device}" + (f"; {world} processes" if world > 1 else ""))
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume) if main else None
 
     def evaluate(it):
         acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
         log.log(step=it, accuracy=acc, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
         return acc
 
-    if acc_before is None:
+    if acc_before is None and main:
         acc_before = evaluate(0)
     acc = acc_before
     gen = torch.Generator(device=device)
-    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=name)
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=name, disable=not main)
     for it in bar:
         frac = it / max(1, cfg.iters - 1)
         temp = linear(cfg.temperature, cfg.temperature_end, frac)
@@ -194,18 +208,21 @@ def train(cfg: GRPOConfig) -> dict:
             g["lr"] = cfg.lr * min(1.0, (it + 1) / cfg.warmup_iters)
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
 
-        # ---- rollouts: G completions per prompt, next to each other
+        # ---- rollouts: G completions per prompt, next to each other (this rank's share of the prompts)
         _, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
-                             cfg.weights, cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer)
+                             cfg.weights, cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
+                             rank=rank, world=world)
         rewards = b.scores.sum(1)                  # (B,) one number per completion (shaped step rewards summed)
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
-        s = update(policy, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
-        row = dict(step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
+        s = update(ddp, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
+        row = distributed.all_mean(dict(step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
                    train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
                    steps_per_answer=b.n_steps.mean().item(),
                    **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
-                   temperature=temp, wall=wall_before + time.time() - t0)
+                   temperature=temp, wall=wall_before + time.time() - t0))           # averaged over ranks
+        if not main:
+            continue
         log.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
@@ -214,6 +231,9 @@ def train(cfg: GRPOConfig) -> dict:
             save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
                             stage_config(task, task_seed, cfg), extra=extra)
 
+    distributed.cleanup()
+    if not main:
+        return {}
     wall = wall_before + time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, f"{name}.png"), log.rows,
                 [("held-out / train accuracy", ["accuracy", "train_accuracy"]),

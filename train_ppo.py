@@ -10,6 +10,9 @@ One iteration (Ouyang et al. 2022 / Ziegler et al. 2019 recipe, CleanRL-style lo
      minus beta * KL(policy || SFT reference) on every token;
   3. GAE(gamma, lambda) with the critic's values -> advantages (whitened) and returns;
   4. `ppo_epochs` passes over minibatches: clipped policy loss + vf_coef * clipped value loss - ent_coef * entropy.
+
+    torchrun --nproc_per_node=2 train_ppo.py --device=cpu    # DDP: each process samples and learns from half the
+                                                              # batch; advantages are whitened over all of it
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nanoreason import distributed, rl
 from nanoreason import reward_models as rm
-from nanoreason import rl
 from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
@@ -105,26 +108,28 @@ def advantages(policy, ref, critic, b, beta: float, cfg: PPOConfig, temp: float)
     rewards = rl.kl_penalty_rewards(b.scores, old_logp, ref_logp, m, beta, cfg.kl_estimator)
     adv, returns = rl.gae(rewards, old_values, m, cfg.gamma, cfg.lam)
     kl_seq = rl.masked_sum(rl.kl_estimate(old_logp, ref_logp, "k1"), m, 1).mean().item()
-    return old_logp, old_values, rl.masked_whiten(adv, m), returns, kl_seq
+    return old_logp, old_values, distributed.masked_whiten(adv, m), returns, kl_seq   # over all ranks' tokens
 
 
 def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, returns, cfg: PPOConfig,
                temp: float, ent_coef: float, it: int) -> list[float]:
     """`ppo_epochs` passes over shuffled minibatches of the rollout batch `b`; returns the mean of
-    [policy loss, value loss, entropy, clip fraction, approx KL, explained variance]."""
+    [policy loss, value loss, entropy, clip fraction, approx KL, explained variance]. Under torchrun the models are
+    DDP-wrapped and `b` is this rank's share: minibatches of minibatch_size / world, every token-mean scaled to its
+    share of the token-mean over all ranks."""
     policy.train()
     critic.train()
     stats, m, n = [], b.completion_mask, b.ids.shape[0]
     for _ in range(cfg.ppo_epochs):
-        for idx in torch.randperm(n).split(cfg.minibatch_size):
+        for idx in torch.randperm(n).split(cfg.minibatch_size // distributed.world_size()):
             mm = m[idx]
             logp, ent, h = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
             hv = h if critic is policy else completion_forward(critic, b.ids[idx], b.mask[idx], b.P, temp, False)[2]
-            values = critic.values(hv)
+            values = distributed.unwrap(critic).values(hv)
             pg_loss, clipfrac = rl.ppo_policy_loss(logp, old_logp[idx], adv[idx], mm, cfg.clip_eps, cfg.dual_clip or None)
             v_loss = rl.value_loss(values, old_values[idx], returns[idx], mm, cfg.value_clip or None)
             entropy = rl.masked_mean(ent, mm)
-            loss = pg_loss + cfg.vf_coef * v_loss - ent_coef * entropy
+            loss = (pg_loss + cfg.vf_coef * v_loss - ent_coef * entropy) * distributed.token_scale(mm)
             check_finite(loss, it, "PPO loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -139,7 +144,10 @@ def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, 
 def train(cfg: PPOConfig) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
+    check(cfg.minibatch_size % world == 0, f"minibatch_size={cfg.minibatch_size} cannot be split evenly over "
+                                           f"{world} processes; use a multiple of {world}")
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
 
@@ -155,6 +163,11 @@ def train(cfg: PPOConfig) -> dict:
     params = trunks + head
     optimizer = torch.optim.AdamW([{"params": trunks, "lr": cfg.lr}, {"params": head, "lr": cfg.critic_lr}],
                                   betas=(0.9, 0.95), weight_decay=0.0)
+    for model in {id(policy): policy, id(critic): critic}.values():    # what PPO does not train: frozen
+        model.reward_head.requires_grad_(False)
+        model.value_head.requires_grad_(model is critic)
+    ddp_policy = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
+    ddp_critic = ddp_policy if critic is policy else distributed.wrap(critic, world)
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
@@ -168,10 +181,12 @@ def train(cfg: PPOConfig) -> dict:
         wall_before, acc_before = ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
         if kl_ctl:
             kl_ctl.beta = beta
-    else:
+    elif main:
         set_aside(ckpt_path)
-    print(f"policy {policy.num_params() / 1e6:.2f}M params; critic: {cfg.critic}; device {device}")
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
+    if main:
+        print(f"policy {policy.num_params() / 1e6:.2f}M params; critic: {cfg.critic}; device {device}"
+              + (f"; {world} processes" if world > 1 else ""))
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume) if main else None
 
     def evaluate(it):
         acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
@@ -185,11 +200,11 @@ def train(cfg: PPOConfig) -> dict:
             extra["critic_model"] = critic.state_dict()
         save_checkpoint(ckpt_path, policy, tok, optimizer, it, stage_config(task, task_seed, cfg), extra=extra)
 
-    if acc_before is None:
+    if acc_before is None and main:
         acc_before = evaluate(0)
     acc = acc_before
     gen = torch.Generator(device=device)
-    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="ppo")
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="ppo", disable=not main)
     for it in bar:
         frac = it / max(1, cfg.iters - 1)
         temp = linear(cfg.temperature, cfg.temperature_end, frac)
@@ -197,11 +212,11 @@ def train(cfg: PPOConfig) -> dict:
         for g, base in zip(optimizer.param_groups, (cfg.lr, cfg.critic_lr)):
             g["lr"] = base * min(1.0, (it + 1) / cfg.warmup_iters)
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
-        gen.manual_seed(cfg.seed * 1_000_003 + it)
+        gen.manual_seed(distributed.rank_seed(cfg.seed * 1_000_003 + it, rank))
 
-        # ---- 1. rollouts
+        # ---- 1. rollouts (this rank's share of the batch's problems)
         problems_it = stream("train", seed=cfg.seed * 1_000_003 + it, cfg=task)
-        problems = [next(problems_it) for _ in range(cfg.batch_size)]
+        problems = distributed.shard([next(problems_it) for _ in range(cfg.batch_size)], rank, world)
         policy.eval()
         b = collect(policy, tok, problems, cfg.weights, cfg.shaping, cfg.max_new_tokens, temp, gen,
                     step_scorer=step_scorer)
@@ -210,14 +225,18 @@ def train(cfg: PPOConfig) -> dict:
         old_logp, old_values, adv, returns, kl_seq = advantages(policy, ref, critic, b, beta, cfg, temp)
 
         # ---- 4. PPO epochs over minibatches
-        s = ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, returns, cfg, temp, ent_coef, it)
+        s = ppo_update(ddp_policy, ddp_critic, optimizer, params, b, old_logp, old_values, adv, returns, cfg, temp,
+                       ent_coef, it)
+        kl_seq = distributed.all_mean({"kl": kl_seq})["kl"]             # the same beta on every rank
         if kl_ctl:
             beta = kl_ctl.update(kl_seq, cfg.batch_size)
-        row = dict(step=it + 1, reward=rl.masked_sum(b.scores, m, 1).mean().item(), train_accuracy=b.correct.mean().item(),
+        row = distributed.all_mean(dict(step=it + 1, reward=rl.masked_sum(b.scores, m, 1).mean().item(), train_accuracy=b.correct.mean().item(),
                    format=b.formatted.mean().item(), kl=kl_seq, beta=beta, entropy=s[2], policy_loss=s[0],
                    value_loss=s[1], clipfrac=s[3], approx_kl=s[4], explained_variance=s[5],
                    response_length=m.sum(1).mean().item(), steps_per_answer=b.n_steps.mean().item(),
-                   temperature=temp, wall=wall_before + time.time() - t0)
+                   temperature=temp, wall=wall_before + time.time() - t0))           # averaged over ranks
+        if not main:
+            continue
         log.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{kl_seq:.3f}")
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
@@ -226,6 +245,9 @@ def train(cfg: PPOConfig) -> dict:
             acc = evaluate(it + 1)
             save(it + 1, acc_before)
 
+    distributed.cleanup()
+    if not main:
+        return {}
     wall = wall_before + time.time() - t0
     rows = log.rows
     plot_curves(os.path.join(cfg.out_dir, "ppo.png"), rows,

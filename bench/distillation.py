@@ -4,6 +4,8 @@
     python bench/distillation.py --teacher_ckpt=out/sft_long/ckpt.pt --out_dir=out/distill_bench_strong
     python bench/distillation.py --arms=sft,token_forward              # some arms; the table lists every finished one
 
+An arm whose folder holds a summary.json is kept, not re-run (delete the folder to redo it).
+
 Every arm starts from the same small student (`start_iters` steps of its own SFT, n_layer x n_embd below) and then
 makes `iters` updates on 32 sequences each (RL: iters / 2 GRPO iterations of 16 prompts x 4): the same number of
 student updates and sequences. What differs is where the text and the targets come from; the wall time (the
@@ -82,7 +84,11 @@ def main(c: BenchConfig):
                       n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, max_iters=c.start_iters,
                       eval_interval=c.start_iters, eval_problems=c.eval_problems, max_new_tokens=c.max_new_tokens))
     for arm in arms:
-        run_arm(c, arm, start, os.path.join(c.out_dir, arm))
+        d = os.path.join(c.out_dir, arm)
+        if os.path.exists(os.path.join(d, "summary.json")):    # finished earlier: kept (delete the folder to redo)
+            print(f"{arm}: kept the finished run in {d}")
+            continue
+        run_arm(c, arm, start, d)
     table(c)
 
 

@@ -1,11 +1,15 @@
 """Several processes with `torchrun` (DDP) — the standard engine, nothing home-made.
 
     torchrun --nproc_per_node=2 train_sft.py --device=cpu     # gloo on CPU; nccl on GPUs (one per process)
+    torchrun --nproc_per_node=2 train_grpo.py --device=cpu    # every train_*.py
 
 torchrun sets RANK / LOCAL_RANK / WORLD_SIZE; `setup()` joins the process group. Each rank takes its slice of every
-batch (`shard`), DDP averages the gradients over ranks in backward, and only rank 0 evaluates and writes files.
-The loss must be normalised by the *global* batch (see rl.microbatch_aggregate): each rank divides its token sum by
-the tokens of all ranks, times the world size (DDP's average divides by it again).
+batch (`shard`: SFT examples, RL prompts), samples its own rollouts (`rank_seed`), DDP averages the gradients over
+ranks in backward, log rows are averaged over ranks (`all_mean`), and only rank 0 evaluates and writes files.
+The loss must be normalised by the *global* batch (see rl.microbatch_aggregate): a token-mean is this rank's token
+sum over the tokens of all ranks, times the world size (DDP's average divides by it again) — `token_scale`; a mean
+over answers needs nothing, every rank holds as many. Batch statistics (advantage whitening) are taken over all
+ranks too (`masked_whiten`).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from nanoreason import rl
 from nanoreason.config import ConfigError
 
 
@@ -48,6 +53,58 @@ def all_sum(x: float | torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(t)
     return t
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 samples with `seed` (a 1-process run is unchanged), every other rank with its own stream."""
+    return seed + rank * 0x9E3779B97F4A
+
+
+def wrap(model, world: int):
+    """DDP for training when world > 1. DDP's fast path (find_unused_parameters=False) needs every parameter that
+    requires a gradient to get one in every backward: freeze what the stage does not train first (the heads). Every
+    training forward must call the wrapper (GPT.forward(..., return_hidden=True) for the hidden states)."""
+    if world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model)
+
+
+def unwrap(model):
+    """The GPT inside a DDP wrapper (its heads, its config); the model itself otherwise."""
+    return getattr(model, "module", model)
+
+
+def all_mean(row: dict) -> dict:
+    """Every number of a log row averaged over ranks in one all-reduce (NaN entries, e.g. "length of wrong answers"
+    on a rank with none, are left out of their mean). The row itself with one process."""
+    if not dist.is_initialized():
+        return row
+    v = torch.tensor([float(x) for x in row.values()], dtype=torch.float64)
+    ok = ~torch.isnan(v)
+    s = torch.stack([torch.where(ok, v, torch.zeros_like(v)), ok.double()])
+    dist.all_reduce(s)
+    means = (s[0] / s[1]).tolist()                                 # 0 / 0 = NaN where every rank had NaN
+    return {k: (round(m) if isinstance(x, int) else m) for (k, x), m in zip(row.items(), means)}
+
+
+def token_scale(mask) -> torch.Tensor | float:
+    """The factor that turns this rank's token-mean into its share of the token-mean over ALL ranks' tokens:
+    local tokens x world / all tokens (DDP then averages over ranks). 1 with one process."""
+    world = world_size()
+    if world == 1:
+        return 1.0
+    n = float(mask.sum())
+    return n * world / max(all_sum(n).item(), 1.0)
+
+
+def masked_whiten(x, mask, eps: float = 1e-8):
+    """rl.masked_whiten with the mean and variance of the masked entries on ALL ranks (one all-reduce)."""
+    if world_size() == 1:
+        return rl.masked_whiten(x, mask, eps=eps)
+    s = all_sum(torch.stack([rl.masked_sum(x, mask), rl.masked_sum(x * x, mask), mask.sum()]).cpu())
+    mean = s[0] / s[2]
+    var = (s[1] - s[2] * mean ** 2) / (s[2] - 1).clamp(min=1)      # unbiased, as rl.masked_var
+    return (x - mean.to(x)) * torch.rsqrt(var.to(x) + eps) * mask
 
 
 def cleanup():

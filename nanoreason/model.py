@@ -165,9 +165,11 @@ class GPT(nn.Module):
             cache.len += T
         return self.ln_f(x)
 
-    def forward(self, idx, attention_mask=None, cache=None):
-        """Next-token logits (B, T, V)."""
-        return self.lm_head(self.hidden(idx, attention_mask, cache))
+    def forward(self, idx, attention_mask=None, cache=None, return_hidden: bool = False):
+        """Next-token logits (B, T, V); the final hidden states (B, T, C) with return_hidden (for the heads: under
+        DDP every training forward must go through forward)."""
+        h = self.hidden(idx, attention_mask, cache)
+        return h if return_hidden else self.lm_head(h)
 
     def values(self, h):      # (B, T, C) -> (B, T)
         return self.value_head(h).squeeze(-1)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nanoreason.distributed import rank_seed, shard, unwrap
 from nanoreason.evaluate import prompt_text
 from nanoreason.model import GPT
 from nanoreason.rewards import compound_reward, format_reward, outcome_reward, step_end_tokens, token_rewards
@@ -62,13 +63,15 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
 
 def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, seed: int, weights: dict,
                   max_new_tokens: int, temperature: float, generator, prefix: list[int] = (), shaping: str = "none",
-                  step_scorer=None):
+                  step_scorer=None, rank: int = 0, world: int = 1):
     """k completions for each of `n_problems` fresh training problems drawn with `seed`, the k of a problem next to
     each other: (problems, each repeated k times; their Batch). Sampling is seeded by `seed` too: a round is
-    reproducible on its own."""
+    reproducible on its own. Under torchrun this rank takes its share of the problems (whole groups) and samples
+    with its own seed."""
     it = stream("train", seed=seed, cfg=task)
-    problems = [p for p in (next(it) for _ in range(n_problems)) for _ in range(k)]
-    generator.manual_seed(seed)
+    mine = shard([next(it) for _ in range(n_problems)], rank, world, "prompts per iteration")
+    problems = [p for p in mine for _ in range(k)]
+    generator.manual_seed(rank_seed(seed, rank))
     policy.eval()
     return problems, collect(policy, tok, problems, weights, shaping, max_new_tokens, temperature, generator, prefix,
                              step_scorer)
@@ -87,14 +90,15 @@ def keep_verified(problems, texts, correct, verify: str = "outcome") -> list[tup
 
 
 def completion_hidden(model: GPT, ids, mask, P: int):
-    """Final hidden states (B, T, C) at the positions that predict the completion ids[:, P:] of a sampled batch."""
-    return model.hidden(ids[:, :-1], mask[:, :-1])[:, P - 1:]
+    """Final hidden states (B, T, C) at the positions that predict the completion ids[:, P:] of a sampled batch.
+    `model` may be DDP-wrapped (distributed.wrap): the forward goes through the wrapper."""
+    return model(ids[:, :-1], mask[:, :-1], return_hidden=True)[:, P - 1:]
 
 
 def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, with_entropy: bool = True):
     """(log-probs (B, T), entropy (B, T) or None, hidden states (B, T, C)) of the completion tokens ids[:, P:]."""
     h = completion_hidden(model, ids, mask, P)                         # (B, T, C)
-    logits = model.lm_head(h)                                          # (B, T, V)
+    logits = unwrap(model).lm_head(h)                                  # (B, T, V)
     logp = token_logprobs(logits, ids[:, P:], temperature)
     ent = entropy_from_logits(logits, temperature) if with_entropy else None
     return logp, ent, h

@@ -1,6 +1,7 @@
 """Going bigger: DDP under torchrun (gloo, 2 CPU processes) matches one process with the same global batch; gradient
 accumulation matches one big batch; activation checkpointing leaves gradients unchanged; bf16 autocast stays close
 to fp32; bad splits are one clear line."""
+import json
 import os
 import subprocess
 import sys
@@ -79,3 +80,39 @@ def test_bf16_autocast_is_close_to_fp32(tiny_model):
         assert tiny_model(x).dtype == torch.bfloat16
         half = sft_loss(tiny_model, x, y).item()
     assert half == pytest.approx(full, rel=2e-2)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "ppo"])
+def test_rl_update_on_two_processes_matches_one(sft_ckpt, tmp_path, algo):
+    """The same 16 rollouts: one process learns from all of them, or two DDP ranks from 8 each (different token
+    counts per rank: rloo's and PPO's token-means need the global normaliser, PPO's whitening the global moments)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for n, out in ((1, tmp_path / "one.pt"), (2, tmp_path / "two.pt")):
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] \
+            if n > 1 else [sys.executable]
+        r = subprocess.run([*launcher, "tests/ddp_update.py", algo, sft_ckpt, str(out)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+    one, two = (torch.load(tmp_path / f, weights_only=True) for f in ("one.pt", "two.pt"))
+    start = torch.load(sft_ckpt, weights_only=True)["model"]
+    assert max_diff(start, one) > 1e-3                                  # the update moved the weights
+    assert max_diff(one, two) < 1e-5
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train_grpo.py", ["--prompts_per_iter=4", "--group_size=2", "--minibatch_size=4"]),
+    ("train_ppo.py", ["--batch_size=4", "--minibatch_size=2"])])
+def test_rl_scripts_run_under_torchrun(sft_ckpt, tmp_path, script, args):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script,
+                        f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2", "--eval_interval=2",
+                        "--max_new_tokens=16", "--eval_problems=8", "--device=cpu", *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 processes" in r.stdout and r.stdout.count("done:") == 1          # rank 0 reports, once
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [row["step"] for row in rows if "reward" in row] == [1, 2]          # one writer, one row per iteration
+    assert json.load(open(tmp_path / "summary.json"))["eval_problems"] == 8
+    bad = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script,
+                          f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--device=cpu", *args[:-1],
+                          "--minibatch_size=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "minibatch_size=3 cannot be split evenly over 2 processes" in bad.stderr
