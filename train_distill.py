@@ -18,6 +18,8 @@ checkpoint (e.g. a small SFT run). One iteration = `batch_size` sequences (see n
   on_policy   the student's own samples                             T^2 * mean_t D(teacher_t, student_t)
 
 bench/distillation.py compares the modes with the same-size student trained by SFT alone and by RL alone.
+
+    torchrun --nproc_per_node=2 train_distill.py --device=cpu     # DDP: each process takes half of every batch
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from kernels.kl import KINDS
+from nanoreason import distributed
 from nanoreason.checkpoint import load_model, load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.distill import curriculum_max_steps, distill_loss
@@ -38,8 +41,8 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rollouts import completion_hidden, keep_verified, sample_groups
 from nanoreason.tasks import generate, stream
-from nanoreason.training import (check_finite, completion_batch, cosine_lr, encode_pairs, make_optimizer, pick_device,
-                                 sft_batch, sft_loss)
+from nanoreason.training import (check_finite, cosine_lr, encode_pairs, make_optimizer, pick_device,
+                                 sft_batch, sft_share)
 
 MODES = ("token", "sequence", "on_policy")
 
@@ -118,7 +121,8 @@ def make_student(cfg: DistillConfig, teacher: GPT, tok, device: str) -> GPT:
 
 def train(cfg: DistillConfig) -> dict:
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
 
@@ -127,27 +131,34 @@ def train(cfg: DistillConfig) -> dict:
     student = make_student(cfg, teacher, tok, device)
     t0 = time.time()
     ns, nt = student.num_params(), teacher.num_params()
-    if ns > nt:
+    if ns > nt and main:
         print(f"warning: the student ({ns / 1e6:.2f}M parameters) is larger than its teacher ({nt / 1e6:.2f}M); "
               f"allowed, but that is not distillation into a smaller model")
     optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
+    student.value_head.requires_grad_(False)                   # distillation trains neither head
+    student.reward_head.requires_grad_(False)
+    ddp = distributed.wrap(student, world)                     # DDP averages the gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
-    set_aside(ckpt_path)
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
     what = f"{cfg.mode}" + (f"/{cfg.data}" if cfg.mode == "token" else "") + \
         (f", {cfg.kind}" if cfg.mode != "sequence" else "")
-    print(f"distillation ({what}): teacher {nt / 1e6:.2f}M -> student {ns / 1e6:.2f}M parameters; device {device}")
-    teacher_acc = evaluate_and_show(teacher, tok, test, 0, show=0, max_new_tokens=cfg.max_new_tokens)
-    print(f"teacher held-out accuracy {teacher_acc:.1%}")
+    log, acc = None, None
+    if main:
+        set_aside(ckpt_path)
+        log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+        print(f"distillation ({what}): teacher {nt / 1e6:.2f}M -> student {ns / 1e6:.2f}M parameters; device {device}"
+              + (f"; {world} processes" if world > 1 else ""))
+        teacher_acc = evaluate_and_show(teacher, tok, test, 0, show=0, max_new_tokens=cfg.max_new_tokens)
+        print(f"teacher held-out accuracy {teacher_acc:.1%}")
 
     def evaluate(it):
         acc = evaluate_and_show(student, tok, test, it, show=1, max_new_tokens=cfg.max_new_tokens)
         log.log(step=it, accuracy=acc, sequences=it * cfg.batch_size, wall=time.time() - t0)
         return acc
 
-    acc_before = acc = evaluate(0)
+    if main:
+        acc_before = acc = evaluate(0)
     gen = torch.Generator(device=device)
-    bar = tqdm(range(cfg.iters), desc=f"distill {cfg.mode}")
+    bar = tqdm(range(cfg.iters), desc=f"distill {cfg.mode}", disable=not main)
     for it in bar:
         for g in optimizer.param_groups:
             g["lr"] = cosine_lr(it, cfg.iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
@@ -155,33 +166,37 @@ def train(cfg: DistillConfig) -> dict:
         task_now = dataclasses.replace(task, max_steps=curriculum_max_steps(it, cfg.iters, task.min_steps,
                                                                             task.max_steps)) if cfg.curriculum else task
         row, loss = {}, None
-        # ---- the text to learn from, and the loss on it
+        # ---- the text to learn from, and the loss on it (under torchrun: this rank's share of the batch; every
+        # token-mean is scaled to its share of the mean over all ranks' tokens, distributed.token_scale)
         if cfg.mode == "token" and cfg.data == "dataset":
             problems = [p for p, _ in zip(stream("train", seed=seed, cfg=task_now), range(cfg.batch_size))]
+            problems = distributed.shard(problems, rank, world)
             x, y = (t.to(device) for t in sft_batch(tok, problems, student.cfg.block_size))   # (B, T) each
             with torch.no_grad():
                 t_logits = teacher(x)                                                        # (B, T, V)
             student.train()
-            loss = distill_loss(student(x), t_logits, y != -1, cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
+            loss = distill_loss(ddp(x), t_logits, y != -1, cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
+            loss = loss * distributed.token_scale(y != -1)
         elif cfg.mode == "sequence":
             problems, b = sample_groups(teacher, tok, task_now, cfg.batch_size // cfg.k, cfg.k, seed, {"outcome": 1.0},
-                                        cfg.max_new_tokens, cfg.sample_temperature, gen)
+                                        cfg.max_new_tokens, cfg.sample_temperature, gen, rank=rank, world=world)
             examples = encode_pairs(tok, keep_verified(problems, b.texts, b.correct.tolist()))
-            row.update(sampled_accuracy=b.correct.mean().item(), kept=len(examples))
-            if examples:                                     # none: the teacher got nothing right, no update
-                x, y = completion_batch(tok, examples, student.cfg.block_size)
+            row.update(sampled_accuracy=b.correct.mean().item(), kept=len(examples) * world)
+            if distributed.all_sum(len(examples)) > 0:       # none on any rank: the teacher got nothing right
                 student.train()
-                loss = sft_loss(student, x.to(device), y.to(device))
+                loss, n = sft_share(ddp, tok, examples, device)
+                loss = loss * distributed.token_scale(n)
         else:                                                # token on teacher samples, or on-policy (student's)
             sampler = student if cfg.mode == "on_policy" else teacher
             _, b = sample_groups(sampler, tok, task_now, cfg.batch_size, 1, seed, {"outcome": 1.0},
-                                 cfg.max_new_tokens, cfg.sample_temperature, gen)
+                                 cfg.max_new_tokens, cfg.sample_temperature, gen, rank=rank, world=world)
             with torch.no_grad():
                 t_logits = teacher.lm_head(completion_hidden(teacher, b.ids, b.mask, b.P))   # (B, T, V)
             student.train()
-            s_logits = student.lm_head(completion_hidden(student, b.ids, b.mask, b.P))      # (B, T, V)
+            s_logits = student.lm_head(completion_hidden(ddp, b.ids, b.mask, b.P))          # (B, T, V)
             loss = distill_loss(s_logits, t_logits, b.completion_mask,
                                 cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
+            loss = loss * distributed.token_scale(b.completion_mask)
             row.update(sampled_accuracy=b.correct.mean().item())
         if loss is not None:
             check_finite(loss, it, "distillation loss")
@@ -190,7 +205,11 @@ def train(cfg: DistillConfig) -> dict:
             torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
             optimizer.step()
             row.update(loss=loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        row = distributed.all_mean(row)                      # averaged over ranks (the loss: the global mean)
+        if not main:
+            continue
+        if "loss" in row:
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
         log.log(step=it + 1, lr=optimizer.param_groups[0]["lr"], **row, wall=time.time() - t0)
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
             acc = evaluate(it + 1)
@@ -198,6 +217,9 @@ def train(cfg: DistillConfig) -> dict:
                             stage_config(task, task_seed, cfg),
                             extra={"wall_seconds": time.time() - t0, "teacher_accuracy": teacher_acc})
 
+    distributed.cleanup()
+    if not main:
+        return {}
     wall = time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, "distill.png"), log.rows,
                 [("loss", ["loss"], "log"), ("accuracy", ["accuracy", "sampled_accuracy"])],

@@ -2,6 +2,8 @@
 
     python train_expert_iteration.py                    # from out/sft/ckpt.pt -> out/expert_iteration/
     python train_expert_iteration.py --verify=steps     # keep only answers whose every step the oracle accepts
+    torchrun --nproc_per_node=2 train_expert_iteration.py --device=cpu   # DDP: each samples half the problems;
+                                                         # both fine-tune on all kept answers, half a minibatch each
 
 One round (Anthony et al. 2017; STaR, Zelikman et al. 2022; ReST-EM, Singh et al. 2023; Havrilla et al. 2024):
   1. sample `k` completions for each of `problems_per_round` fresh training problems;
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nanoreason import distributed
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
@@ -59,38 +62,50 @@ class EIConfig:
 def train(cfg: EIConfig) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    set_aside(ckpt_path)
+    if main:
+        set_aside(ckpt_path)
 
     policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    policy.value_head.requires_grad_(False)                    # the SFT loss trains neither head
+    policy.reward_head.requires_grad_(False)
+    ddp = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
-    acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)
-    log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
-    acc, gen, samples = acc_before, torch.Generator(device=device), 0
-    for rnd in tqdm(range(cfg.rounds), desc="expert iteration"):
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
+    if main:
+        acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)
+        log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
+    acc, gen, samples = (acc_before if main else None), torch.Generator(device=device), 0
+    for rnd in tqdm(range(cfg.rounds), desc="expert iteration", disable=not main):
         torch.manual_seed(cfg.seed * 1_000_003 + rnd)
         # ---- 1. sample k per problem
         problems, b = sample_groups(policy, tok, task, cfg.problems_per_round, cfg.k, cfg.seed * 1_000_003 + rnd,
-                                    {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen)
-        samples += len(problems)
-        # ---- 2. keep the verified ones, deduplicated
-        kept = keep_verified(problems, b.texts, b.correct.tolist(), cfg.verify)
+                                    {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen, rank=rank, world=world)
+        samples += len(problems) * world                  # this rank sampled its share of the problems
+        # ---- 2. keep the verified ones, deduplicated (every rank gets all ranks' kept ones)
+        kept = distributed.all_gather(keep_verified(problems, b.texts, b.correct.tolist(), cfg.verify))
         # ---- 3. imitate them
         examples = encode_pairs(tok, kept)
-        losses = finetune(policy, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd) if examples else []
+        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd) if examples else []
+        train_acc = distributed.all_mean({"a": b.correct.mean().item()})["a"]
+        if not main:
+            continue
         acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples)
-        log.log(step=rnd + 1, samples=samples, train_accuracy=b.correct.mean().item(), kept=len(kept),
+        log.log(step=rnd + 1, samples=samples, train_accuracy=train_acc, kept=len(kept),
                 solved=len({p.question for p, _ in kept}) / cfg.problems_per_round,
                 loss=sum(losses) / max(1, len(losses)), accuracy=acc, wall=time.time() - t0)
         save_checkpoint(ckpt_path, policy, tok, optimizer, rnd + 1,
                         stage_config(task, task_seed, cfg),
                         extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before})
 
+    distributed.cleanup()
+    if not main:
+        return {}
     wall = time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, "expert_iteration.png"), log.rows,
                 [("held-out / sampled accuracy", ["accuracy", "train_accuracy"]),

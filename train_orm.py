@@ -1,6 +1,8 @@
 """Stage 4a — an outcome reward model (ORM): predict from the text alone whether an answer's final number is right.
 
     python train_orm.py                     # samples from out/sft/ckpt.pt, trains a copy of it -> out/orm/
+    torchrun --nproc_per_node=2 train_orm.py --device=cpu    # DDP: each samples for half the problems; both train
+                                                              # on all the answers, half a minibatch each
 
 Cobbe et al. 2021: sample `k` answers per training problem from the SFT policy, label each by its final answer, and
 train our GPT (initialised from the policy, with its `reward_head`) to predict the label at every completion token.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from nanoreason import reward_models as rm
+from nanoreason import distributed
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -48,22 +51,29 @@ class ORMConfig:
 
 def train(cfg: ORMConfig) -> dict:
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     os.makedirs(cfg.out_dir, exist_ok=True)
-    set_aside(ckpt_path)
+    if main:
+        set_aside(ckpt_path)
     policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
     t0 = time.time()
     # ---- data: the policy's own answers, labelled by their final answer
-    train_problems = generate(cfg.problems, "train", cfg.seed + 1, task)
+    train_problems = distributed.shard(generate(cfg.problems, "train", cfg.seed + 1, task), rank, world, "problems")
     reps, texts, correct = rm.policy_samples(policy, tok, train_problems, cfg.k, cfg.temperature, cfg.max_new_tokens,
-                                             cfg.seed)
-    examples = [(p, t, [float(c)]) for p, t, c in zip(reps, texts, correct)]
-    print(f"{len(examples)} sampled answers, {sum(correct) / len(correct):.1%} right")
+                                             distributed.rank_seed(cfg.seed, rank))
+    examples = distributed.all_gather([(p, t, [float(c)]) for p, t, c in zip(reps, texts, correct)])   # all ranks'
+    right = sum(y[0] for _, _, y in examples)
+    if main:
+        print(f"{len(examples)} sampled answers, {right / len(examples):.1%} right")
     # ---- train a copy of the policy as the ORM
     model = copy.deepcopy(policy)
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
     losses = rm.fit(model, tok, examples, "orm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed)
+    distributed.cleanup()
+    if not main:
+        return {}
     # ---- held-out: does its verdict match the truth?
     test = generate(cfg.eval_problems, "test", task_seed, task)
     t_reps, t_texts, t_correct = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens,

@@ -4,6 +4,8 @@
     python train_prm.py --labels=mc_hard --mc_n=8 --out_dir=out/prm_mc_hard     # Math-Shepherd, hard estimation
     python train_prm.py --labels=mc_soft --mc_n=8 --out_dir=out/prm_mc_soft     # ... soft estimation
     python train_prm.py --labels=perturbed --out_dir=out/prm_perturbed          # reference steps vs corrupted ones
+    torchrun --nproc_per_node=2 train_prm.py --labels=mc_hard --device=cpu     # DDP: the sampling and the MC
+                                                             # rollouts split over processes, as train_orm.py
 
 Sample `k` answers per training problem from the SFT policy, label every step (see nanoreason/reward_models.py),
 and train a copy of the policy to predict each label at the token that ends the step. Reported: the PRM's step
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from nanoreason import reward_models as rm
+from nanoreason import distributed
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
@@ -55,41 +58,51 @@ class PRMConfig:
 
 def train(cfg: PRMConfig) -> dict:
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     os.makedirs(cfg.out_dir, exist_ok=True)
-    set_aside(ckpt_path)
+    if main:
+        set_aside(ckpt_path)
     policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
     t0 = time.time()
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
     # ---- data: step labels for the policy's own answers (or for corrupted reference solutions)
     train_problems = generate(cfg.problems, "train", cfg.seed + 1, task)
     agreement = {}
     if cfg.labels == "perturbed":
         examples = rm.perturbed_examples(train_problems, cfg.seed)
     else:
-        reps, texts, _ = rm.policy_samples(policy, tok, train_problems, cfg.k, cfg.temperature, cfg.max_new_tokens,
-                                           cfg.seed)
+        mine = distributed.shard(train_problems, rank, world, "problems")          # this rank's share of the work
+        reps, texts, _ = rm.policy_samples(policy, tok, mine, cfg.k, cfg.temperature, cfg.max_new_tokens,
+                                           distributed.rank_seed(cfg.seed, rank))
+        hits = rm.mc_hits(policy, tok, list(zip(reps, texts)), cfg.mc_n, cfg.temperature, cfg.max_new_tokens) \
+            if cfg.labels != "oracle" else [None] * len(reps)
+        reps, texts, hits = zip(*distributed.all_gather(list(zip(reps, texts, hits))))  # all ranks' answers
         oracle = [rm.oracle_labels(p, t) for p, t in zip(reps, texts)]
         if cfg.labels == "oracle":
             labels = oracle
         else:
-            hits = rm.mc_hits(policy, tok, list(zip(reps, texts)), cfg.mc_n, cfg.temperature, cfg.max_new_tokens)
             soft = cfg.labels == "mc_soft"
             labels = [[rm.mc_label(h, soft) for h in item] for item in hits]
             n = 1
             while n <= cfg.mc_n:                   # how well do hard MC labels from the first n rollouts match?
                 pairs = [(rm.mc_label(h[:n], False), y) for item, ys in zip(hits, oracle) for h, y in zip(item, ys)]
                 agreement[n] = sum(int(a == y) for a, y in pairs) / max(1, len(pairs))
-                log.log(mc_n=n, agreement=agreement[n])
-                print(f"Monte-Carlo hard labels from {n} rollouts agree with the oracle on {agreement[n]:.1%} of steps")
+                if main:
+                    log.log(mc_n=n, agreement=agreement[n])
+                    print(f"Monte-Carlo hard labels from {n} rollouts agree with the oracle on {agreement[n]:.1%} of steps")
                 n *= 2
         examples = [(p, t, y) for p, t, y in zip(reps, texts, labels) if y]
     pos = [y for _, _, ys in examples for y in ys]
-    print(f"{len(examples)} labelled answers, {len(pos)} steps, mean label {sum(pos) / max(1, len(pos)):.2f}")
+    if main:
+        print(f"{len(examples)} labelled answers, {len(pos)} steps, mean label {sum(pos) / max(1, len(pos)):.2f}")
     # ---- train a copy of the policy as the PRM
     model = copy.deepcopy(policy)
     losses = rm.fit(model, tok, examples, "prm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed)
+    distributed.cleanup()
+    if not main:
+        return {}
     # ---- held-out step accuracy against the oracle
     test = generate(cfg.eval_problems, "test", task_seed, task)
     t_reps, t_texts, _ = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1)

@@ -1,6 +1,7 @@
 """Stage 3c — return-conditioned RL (RCRL): learn from every sample, right or wrong, by telling the model which it is.
 
     python train_rcrl.py                     # from out/sft/ckpt.pt -> out/rcrl/
+    torchrun --nproc_per_node=2 train_rcrl.py --device=cpu   # DDP, as train_expert_iteration.py
 
 One round (decision-transformer style, as compared by Havrilla et al. 2024; also "reward-conditioned" SFT, Lu et
 al.'s Quark, and SteerLM):
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nanoreason import distributed
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
@@ -58,39 +60,51 @@ class RCRLConfig:
 def train(cfg: RCRLConfig) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
+    main = rank == 0                                                   # only rank 0 evaluates and writes files
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    set_aside(ckpt_path)
+    if main:
+        set_aside(ckpt_path)
 
     policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
     good, bad = tok.special_ids["<|correct|>"], tok.special_ids["<|incorrect|>"]
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    policy.value_head.requires_grad_(False)                    # the SFT loss trains neither head
+    policy.reward_head.requires_grad_(False)
+    ddp = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
-    acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)            # the start: no tag yet
-    log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
-    acc, gen, samples = acc_before, torch.Generator(device=device), 0
-    for rnd in tqdm(range(cfg.rounds), desc="rcrl"):
+    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
+    if main:
+        acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)        # the start: no tag yet
+        log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
+    acc, gen, samples = (acc_before if main else None), torch.Generator(device=device), 0
+    for rnd in tqdm(range(cfg.rounds), desc="rcrl", disable=not main):
         torch.manual_seed(cfg.seed * 1_000_003 + rnd)
         # ---- 1. sample k per problem, asking for a correct answer once the model knows the tag
         problems, b = sample_groups(policy, tok, task, cfg.problems_per_round, cfg.k, cfg.seed * 1_000_003 + rnd,
                                     {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen,
-                                    prefix=[good] if rnd > 0 else [])
-        samples += len(problems)
+                                    prefix=[good] if rnd > 0 else [], rank=rank, world=world)
+        samples += len(problems) * world                  # this rank sampled its share of the problems
         # ---- 2. tag every sample with its return; 3. fine-tune on all of them
-        examples = [([good if c else bad] + q, a)
-                    for (q, a), c in zip(encode_pairs(tok, zip(problems, b.texts)), b.correct.tolist())]
-        losses = finetune(policy, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd)
+        examples = distributed.all_gather([([good if c else bad] + q, a) for (q, a), c in      # all ranks' samples
+                                           zip(encode_pairs(tok, zip(problems, b.texts)), b.correct.tolist())])
+        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd)
+        train_acc = distributed.all_mean({"a": b.correct.mean().item()})["a"]
+        if not main:
+            continue
         acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples, prefix=[good])
-        log.log(step=rnd + 1, samples=samples, train_accuracy=b.correct.mean().item(),
+        log.log(step=rnd + 1, samples=samples, train_accuracy=train_acc,
                 loss=sum(losses) / len(losses), accuracy=acc, wall=time.time() - t0)
         save_checkpoint(ckpt_path, policy, tok, optimizer, rnd + 1,
                         stage_config(task, task_seed, cfg),
                         extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before,
                                "prefix": [good]})
 
+    distributed.cleanup()
+    if not main:
+        return {}
     wall = time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, "rcrl.png"), log.rows,
                 [("held-out (asked for <|correct|>) / sampled accuracy", ["accuracy", "train_accuracy"]),

@@ -47,6 +47,20 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def all_gather(items: list) -> list:
+    """Every rank's list, concatenated in rank order (the same list on every rank); the list itself with one
+    process. For small Python data: verified samples, labelled answers."""
+    if not dist.is_initialized():
+        return items
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
+
+
 def all_sum(x: float | torch.Tensor) -> torch.Tensor:
     """The sum over ranks of a number (a tensor on CPU for gloo); the number itself with one process."""
     t = torch.as_tensor(x, dtype=torch.float64).clone()
@@ -87,13 +101,21 @@ def all_mean(row: dict) -> dict:
     return {k: (round(m) if isinstance(x, int) else m) for (k, x), m in zip(row.items(), means)}
 
 
-def token_scale(mask) -> torch.Tensor | float:
+def broadcast(t: torch.Tensor) -> torch.Tensor:
+    """Rank 0's tensor on every rank (a CPU tensor; gloo); the tensor itself with one process."""
+    if dist.is_initialized():
+        dist.broadcast(t, 0)
+    return t
+
+
+def token_scale(mask) -> float:
     """The factor that turns this rank's token-mean into its share of the token-mean over ALL ranks' tokens:
-    local tokens x world / all tokens (DDP then averages over ranks). 1 with one process."""
+    local tokens x world / all tokens (DDP then averages over ranks). 1 with one process. `mask`: the mask of the
+    averaged terms, or their count."""
     world = world_size()
     if world == 1:
         return 1.0
-    n = float(mask.sum())
+    n = float(mask.sum()) if torch.is_tensor(mask) else float(mask)
     return n * world / max(all_sum(n).item(), 1.0)
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nanoreason import distributed
 from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text, solve
@@ -78,7 +79,7 @@ def batch(tok: Tokenizer, examples, kind: str, block_size: int):
 
 def rm_loss(model: GPT, ids, target, mask):
     """Binary cross-entropy of the reward head's logits at the labelled positions (soft labels allowed)."""
-    logits = model.rewards(model.hidden(ids))                              # (B, T)
+    logits = distributed.unwrap(model).rewards(model(ids, return_hidden=True))        # (B, T); through DDP's forward
     return masked_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), mask)
 
 
@@ -173,21 +174,27 @@ def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
 
 def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size: int, lr: float, log=None,
         seed: int = 0) -> list[float]:
-    """Train the whole model (trunk + reward head) on labelled examples with `rm_loss`; returns the batch losses."""
+    """Train the whole model (trunk + reward head) on labelled examples with `rm_loss`; returns the batch losses.
+    Under torchrun every rank passes the same examples and learns from its share of each minibatch (DDP)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    model.value_head.requires_grad_(False)                      # a reward model has no critic
+    ddp = distributed.wrap(model, distributed.world_size())
     dev = next(model.parameters()).device
-    bar = tqdm(total=epochs * ((len(examples) + batch_size - 1) // batch_size), desc=f"{kind} training")
+    bar = tqdm(total=epochs * ((len(examples) + batch_size - 1) // batch_size), desc=f"{kind} training",
+               disable=distributed.rank() > 0)
 
     def loss_fn(idx):
-        ids, target, mask = batch(tok, [examples[i] for i in idx], kind, model.cfg.block_size)
-        return rm_loss(model, ids.to(dev), target.to(dev), mask.to(dev))
+        ids, target, mask = batch(tok, [examples[i] for i in idx or [0]], kind, model.cfg.block_size)
+        if not idx:                             # no rows for this rank this step: a zero loss, still through DDP
+            mask = torch.zeros_like(mask)
+        return rm_loss(ddp, ids.to(dev), target.to(dev), mask.to(dev)), int(mask.sum())
 
     def on_step(losses):
         if log is not None and len(losses) % 10 == 0:
             log.log(step=len(losses), loss=sum(losses[-10:]) / 10)
         bar.update()
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    losses = minibatch_epochs(model, optimizer, len(examples), epochs, batch_size, loss_fn,
+    losses = minibatch_epochs(ddp, optimizer, len(examples), epochs, batch_size, loss_fn,
                               generator=torch.Generator().manual_seed(seed), what=f"{kind} loss", on_step=on_step)
     bar.close()
     return losses

@@ -84,6 +84,16 @@ def sft_loss(model, x, y, n_tokens=None):
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1, reduction="sum") / n_tokens
 
 
+def sft_share(model, tok, examples, device):
+    """(mean SFT loss over (prompt ids, completion ids) pairs, number of tokens it averages). No examples (a rank
+    with no rows this step): a zero loss that still goes through the (DDP) model, and 0 tokens."""
+    x, y = completion_batch(tok, examples or [([tok.eot_id], [])], distributed.unwrap(model).cfg.block_size)
+    if not examples:
+        y = torch.full_like(y, -1)
+    n = int((y != -1).sum())
+    return sft_loss(model, x.to(device), y.to(device), None if n else 1.0), n
+
+
 def sft_backward(model, micro, device: str, dtype: str, step: int) -> float:
     """Backward of one optimizer step's SFT loss over this process's microbatches [(x, y), ...] (gradient
     accumulation; under torchrun, `model` is DDP-wrapped and the other ranks hold the rest of the batch). Every
@@ -116,19 +126,27 @@ def autocast(device: str, dtype: str):
 
 def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, loss_fn, grad_clip: float = 1.0,
                      generator=None, what: str = "loss", step: int | None = None, on_step=None) -> list[float]:
-    """`epochs` shuffled passes over `n` examples: `loss_fn(indices)` gives a minibatch's loss, then one clipped
-    optimizer step. `on_step(losses)` after each (logging, progress). Returns the batch losses."""
+    """`epochs` shuffled passes over `n` examples: `loss_fn(indices)` gives a minibatch's mean loss and the number
+    of terms it averages (tokens, labels), then one clipped optimizer step. `on_step(losses)` after each (logging,
+    progress). Returns the batch losses.
+    Under torchrun (`model` DDP-wrapped, the same examples and generator on every rank) every rank draws the same
+    permutation and takes its share of each minibatch — possibly none: `loss_fn([])` must give a zero loss through
+    the model, so that the rank still joins DDP's all-reduce — and its mean is scaled to its share of the
+    minibatch's mean over all ranks (distributed.token_scale)."""
+    rank, world = distributed.rank(), distributed.world_size()
     model.train()
     losses = []
     for _ in range(epochs):
-        for idx in torch.randperm(n, generator=generator).split(batch_size):
-            loss = loss_fn(idx.tolist())
+        perm = distributed.broadcast(torch.randperm(n, generator=generator))     # rank 0's order on every rank
+        for idx in perm.split(batch_size):
+            loss, terms = loss_fn(idx.tolist()[rank::world])
+            loss = loss * distributed.token_scale(terms)                       # 1 with one process
             check_finite(loss, len(losses) if step is None else step, what)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(loss.item() if world == 1 else distributed.all_sum(loss.detach().cpu()).item() / world)
             if on_step is not None:
                 on_step(losses)
     return losses
@@ -136,11 +154,11 @@ def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, los
 
 def finetune(model, optimizer, tok, examples, epochs: int, batch_size: int, grad_clip: float = 1.0,
              step: int = 0) -> list[float]:
-    """`epochs` shuffled passes of the SFT loss over (prompt ids, completion ids) pairs; returns the batch losses."""
+    """`epochs` shuffled passes of the SFT loss over (prompt ids, completion ids) pairs; returns the batch losses.
+    `model` may be DDP-wrapped (every rank passes the same examples; see minibatch_epochs)."""
     dev = next(model.parameters()).device
 
     def loss_fn(idx):
-        x, y = completion_batch(tok, [examples[i] for i in idx], model.cfg.block_size)
-        return sft_loss(model, x.to(dev), y.to(dev))
+        return sft_share(model, tok, [examples[i] for i in idx], dev)
     return minibatch_epochs(model, optimizer, len(examples), epochs, batch_size, loss_fn, grad_clip,
                             what="fine-tuning loss", step=step)

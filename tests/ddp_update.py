@@ -1,8 +1,9 @@
-"""Run by tests/test_scale.py: one RL update (GRPO/RLOO's or PPO's, from the scripts) on one fixed batch, with
+"""Run by tests/test_scale.py: one RL update (GRPO/RLOO's or PPO's, from the scripts) on one fixed batch, or
+fine-tuning on fixed examples (training.finetune: expert iteration, RCRL; reward_models.fit: ORM/PRM), with
 `python` (1 process, the whole batch) or under `torchrun` (each rank learns from its share, DDP). Writes the
 updated weights to the path given; the test compares them.
 
-    python tests/ddp_update.py ALGO SFT_CKPT OUT.pt          # ALGO: grpo, rloo, ppo
+    python tests/ddp_update.py ALGO SFT_CKPT OUT.pt          # ALGO: grpo, rloo, ppo, finetune, orm
 """
 import copy
 import dataclasses
@@ -16,6 +17,8 @@ import torch  # noqa: E402
 import train_grpo  # noqa: E402
 import train_ppo  # noqa: E402
 from nanoreason import distributed  # noqa: E402
+from nanoreason import reward_models as rm  # noqa: E402
+from nanoreason.training import encode_pairs, finetune  # noqa: E402
 from nanoreason.checkpoint import load_start  # noqa: E402
 from nanoreason.rollouts import sample_groups  # noqa: E402
 
@@ -25,7 +28,7 @@ rank, world, device = distributed.setup("cpu")
 policy, tok, task, _ = load_start(ckpt, "cpu")
 ref = copy.deepcopy(policy).eval().requires_grad_(False)
 gen = torch.Generator()
-_, b = sample_groups(policy, tok, task, 8, 2, 123, {"outcome": 1}, 24, 1.0, gen)   # the same 16 rows on every rank
+problems, b = sample_groups(policy, tok, task, 8, 2, 123, {"outcome": 1}, 24, 1.0, gen)   # the same 16 rows on every rank
 torch.manual_seed(0)
 b.scores = torch.rand(b.scores.shape) * b.completion_mask                # rewards with variety (a tiny model
 rows = slice(rank * 16 // world, (rank + 1) * 16 // world)               # is always wrong); whole groups per rank
@@ -33,7 +36,15 @@ mine = dataclasses.replace(b, rollout=None, texts=b.texts[rows], **{k: getattr(b
                            ("ids", "mask", "completion_mask", "scores", "correct", "formatted", "n_steps")})
 optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
 policy.reward_head.requires_grad_(False)
-if algo == "ppo":
+if algo == "finetune":                 # 5 examples in minibatches of 4 and 1: rank 1 has no row in the second
+    examples = encode_pairs(tok, [(p, p.solution) for p in problems[:10:2]])
+    policy.value_head.requires_grad_(False)
+    finetune(distributed.wrap(policy, world), optimizer, tok, examples, epochs=2, batch_size=4)
+elif algo == "orm":                    # reward_models.fit wraps the model itself
+    optimizer = None
+    rm.fit(policy, tok, [(p, t, [float(i % 3 == 0)]) for i, (p, t) in enumerate(zip(problems, b.texts))][:5],
+           "orm", epochs=2, batch_size=4, lr=1e-3)
+elif algo == "ppo":
     cfg = train_ppo.PPOConfig(batch_size=16, minibatch_size=16, ppo_epochs=3, ent_coef=0.01)
     old_logp, old_values, adv, returns, _ = train_ppo.advantages(policy, ref, policy, mine, 0.05, cfg, 1.0)
     ddp = distributed.wrap(policy, world)

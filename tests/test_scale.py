@@ -82,10 +82,11 @@ def test_bf16_autocast_is_close_to_fp32(tiny_model):
     assert half == pytest.approx(full, rel=2e-2)
 
 
-@pytest.mark.parametrize("algo", ["grpo", "rloo", "ppo"])
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "ppo", "finetune", "orm"])
 def test_rl_update_on_two_processes_matches_one(sft_ckpt, tmp_path, algo):
     """The same 16 rollouts: one process learns from all of them, or two DDP ranks from 8 each (different token
-    counts per rank: rloo's and PPO's token-means need the global normaliser, PPO's whitening the global moments)."""
+    counts per rank: rloo's and PPO's token-means need the global normaliser, PPO's whitening the global moments).
+    finetune / orm: 5 examples, minibatches of 4 then 1 (a rank with no row still joins the all-reduce)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for n, out in ((1, tmp_path / "one.pt"), (2, tmp_path / "two.pt")):
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] \
@@ -116,3 +117,24 @@ def test_rl_scripts_run_under_torchrun(sft_ckpt, tmp_path, script, args):
                           f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--device=cpu", *args[:-1],
                           "--minibatch_size=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "minibatch_size=3 cannot be split evenly over 2 processes" in bad.stderr
+
+
+RM = ["--problems=8", "--k=2", "--epochs=1", "--eval_problems=8"]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train_expert_iteration.py", ["--rounds=2", "--problems_per_round=8", "--k=2", "--eval_problems=8"]),
+    ("train_rcrl.py", ["--rounds=1", "--problems_per_round=8", "--k=2", "--eval_problems=8"]),
+    ("train_orm.py", RM), ("train_prm.py", ["--labels=mc_hard", "--mc_n=2", *RM]),
+    ("train_distill.py", ["--mode=sequence", "--iters=2", "--batch_size=8", "--k=2", "--n_layer=1", "--n_embd=16",
+                          "--eval_interval=2", "--eval_problems=8"]),
+    ("train_distill.py", ["--mode=on_policy", "--iters=2", "--batch_size=4", "--n_layer=1", "--n_embd=16",
+                          "--eval_interval=2", "--eval_problems=8"])])
+def test_other_stages_run_under_torchrun(sft_ckpt, tmp_path, script, args):
+    start = "--teacher_ckpt" if script == "train_distill.py" else "--sft_ckpt"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script,
+                        f"{start}={sft_ckpt}", f"--out_dir={tmp_path}", "--max_new_tokens=16", "--device=cpu", *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("done:") == 1 and os.path.exists(tmp_path / "summary.json")   # rank 0 reports and writes
+    assert not os.path.exists(tmp_path / "metrics.jsonl.prev")                           # one writer
