@@ -45,7 +45,7 @@ from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
 from nanoreason.tasks import generate
-from nanoreason.training import check_finite, linear, pick_device
+from nanoreason.training import DTYPES, autocast, check_finite, linear, pick_device
 
 ALGOS = ("grpo", "rloo", "reinforce")
 
@@ -82,9 +82,12 @@ class GRPOConfig:
     show_samples: int = 2
     resume: bool = False
     device: str = "auto"
+    dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
         self.weights = parse_weights(self.rewards)
+        check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
         check(self.init in ("sft", "scratch"), f"init must be 'sft' or 'scratch', got {self.init!r}")
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose from {', '.join(ALGOS)}")
@@ -137,7 +140,8 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
         for idx in torch.randperm(n).split(mb):
             mm = m[idx]
             s_tok = distributed.token_scale(mm)                               # 1 with one process
-            logp, ent, _ = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
+            with autocast(b.ids.device.type, cfg.dtype):
+                logp, ent, _ = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
             A = adv[idx, None] * mm                                            # (b, T): A_i on every token of o_i
             if cfg.algo == "reinforce":                                        # L = -mean_t A_i log pi(o_it)
                 pg, clipfrac = rl.aggregate(-A * logp, mm, agg), torch.zeros(())
@@ -175,6 +179,7 @@ def train(cfg: GRPOConfig) -> dict:
     t0 = time.time()
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    policy.activation_checkpointing = cfg.activation_checkpointing
     policy.value_head.requires_grad_(False)                    # no critic, no reward model here
     policy.reward_head.requires_grad_(False)
     ddp = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks

@@ -35,7 +35,7 @@ from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import collect, completion_forward
 from nanoreason.tasks import generate, stream
-from nanoreason.training import NonFiniteLoss, check_finite, linear, pick_device  # noqa: F401
+from nanoreason.training import DTYPES, autocast, NonFiniteLoss, check_finite, linear, pick_device  # noqa: F401
 
 
 @dataclass
@@ -78,9 +78,12 @@ class PPOConfig:
     show_samples: int = 2                 # completions printed at each evaluation
     resume: bool = False
     device: str = "auto"
+    dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
         self.weights = parse_weights(self.rewards)
+        check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
         check(self.critic in ("shared", "separate"), f"critic must be 'shared' or 'separate', got {self.critic!r}")
         check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
@@ -123,9 +126,10 @@ def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, 
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(n).split(cfg.minibatch_size // distributed.world_size()):
             mm = m[idx]
-            logp, ent, h = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
-            hv = h if critic is policy else completion_forward(critic, b.ids[idx], b.mask[idx], b.P, temp, False)[2]
-            values = distributed.unwrap(critic).values(hv)
+            with autocast(b.ids.device.type, cfg.dtype):
+                logp, ent, h = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
+                hv = h if critic is policy else completion_forward(critic, b.ids[idx], b.mask[idx], b.P, temp, False)[2]
+                values = distributed.unwrap(critic).values(hv).float()
             pg_loss, clipfrac = rl.ppo_policy_loss(logp, old_logp[idx], adv[idx], mm, cfg.clip_eps, cfg.dual_clip or None)
             v_loss = rl.value_loss(values, old_values[idx], returns[idx], mm, cfg.value_clip or None)
             entropy = rl.masked_mean(ent, mm)
@@ -164,6 +168,7 @@ def train(cfg: PPOConfig) -> dict:
     optimizer = torch.optim.AdamW([{"params": trunks, "lr": cfg.lr}, {"params": head, "lr": cfg.critic_lr}],
                                   betas=(0.9, 0.95), weight_decay=0.0)
     for model in {id(policy): policy, id(critic): critic}.values():    # what PPO does not train: frozen
+        model.activation_checkpointing = cfg.activation_checkpointing
         model.reward_head.requires_grad_(False)
         model.value_head.requires_grad_(model is critic)
     ddp_policy = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks

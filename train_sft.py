@@ -191,7 +191,7 @@ def train(cfg: SFTConfig) -> dict:
         log.log(step=step, accuracy=acc, wall=wall_before + time.time() - t0)
         return acc
 
-    acc = None
+    acc, tokens, train_time = None, 0, 0.0          # throughput: tokens forwarded, time in training steps
     model.train()
     bar = tqdm(range(start, cfg.max_iters), initial=start, total=cfg.max_iters, desc="sft", disable=not main)
     for step in bar:
@@ -203,18 +203,22 @@ def train(cfg: SFTConfig) -> dict:
             acc = evaluate(step)
         for g in optimizer.param_groups:
             g["lr"] = cosine_lr(step, cfg.max_iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
+        t_step = time.time()
         mine = distributed.shard(train_batch(step), rank, world)       # this process's share of the batch,
         micro = [sft_batch(tok, mine[i::cfg.grad_accum], cfg.block_size) for i in range(cfg.grad_accum)]  # in parts
         optimizer.zero_grad(set_to_none=True)
         loss = sft_backward(ddp, micro, device, cfg.dtype, step)       # the gradient of the whole batch's mean loss
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        tokens += sum(x.numel() for x, _ in micro)
+        train_time += time.time() - t_step
         if step % 10 == 0 and main:
             log.log(step=step, loss=loss, lr=optimizer.param_groups[0]["lr"])
             bar.set_postfix(loss=f"{loss:.3f}")
         if (step + 1) % cfg.eval_interval == 0 and main:
             save_checkpoint(ckpt_path, model, tok, optimizer, step + 1, cfg,
                             extra={"wall_seconds": wall_before + time.time() - t0})
+    tokens_per_second = distributed.all_sum(tokens).item() / max(train_time, 1e-9)     # all ranks' tokens
     if not main:
         distributed.cleanup()
         return {}
@@ -226,7 +230,8 @@ def train(cfg: SFTConfig) -> dict:
                 [("loss (solution tokens)", ["loss"], "log"), ("held-out greedy accuracy", ["accuracy"])],
                 title=f"SFT: {model.num_params() / 1e6:.2f}M params, accuracy {acc:.1%}")
     summary = {"accuracy": acc, "eval_problems": len(test), "wall_seconds": round(wall, 1),
-               "params": model.num_params(), "steps": cfg.max_iters, "checkpoint": ckpt_path,
+               "params": model.num_params(), "steps": cfg.max_iters, "processes": world,
+               "tokens_per_second": round(tokens_per_second), "checkpoint": ckpt_path,
                "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: accuracy {acc:.1%} on {len(test)} held-out problems in {wall:.0f}s -> {cfg.out_dir}/")

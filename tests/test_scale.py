@@ -42,6 +42,8 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert start["step"] == 4
     assert max_diff(weights(one), weights(two)) < 1e-4                 # 4 Adam steps, float32 summation order only
     assert not os.path.exists(tmp_path / "two" / "metrics.jsonl.prev")  # one writer: rank 0
+    s = json.load(open(two / "summary.json"))
+    assert s["processes"] == 2 and s["tokens_per_second"] > 0          # bench/ddp_throughput.py reads this
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
@@ -138,3 +140,20 @@ def test_other_stages_run_under_torchrun(sft_ckpt, tmp_path, script, args):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("done:") == 1 and os.path.exists(tmp_path / "summary.json")   # rank 0 reports and writes
     assert not os.path.exists(tmp_path / "metrics.jsonl.prev")                           # one writer
+
+
+@pytest.mark.parametrize("script, args", [("train_grpo.py", ["--prompts_per_iter=4", "--group_size=2", "--ent_coef=0.1",
+                                                            "--ent_coef_end=0.1"]),
+                                          ("train_ppo.py", ["--batch_size=4", "--minibatch_size=2"])])
+def test_rl_scripts_take_bf16_and_activation_checkpointing(sft_ckpt, tmp_path, script, args):
+    r = subprocess.run([sys.executable, script, f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2",
+                        "--eval_interval=2", "--max_new_tokens=16", "--eval_problems=8", "--device=cpu", "--lr=1e-3",
+                        "--dtype=bfloat16", "--activation_checkpointing", *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if "policy_loss" in line]
+    assert len(rows) == 2 and all(abs(row["policy_loss"]) < 1e3 and row["entropy"] > 0 for row in rows)
+    start = torch.load(sft_ckpt, weights_only=True)["model"]
+    assert max_diff(start, weights(tmp_path)) > 1e-4                    # it learned
+    bad = subprocess.run([sys.executable, script, "--dtype=fp8"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "dtype must be float32 or bfloat16, got 'fp8'" in bad.stderr
