@@ -41,8 +41,8 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rollouts import completion_hidden, keep_verified, sample_groups
 from nanoreason.tasks import generate, stream
-from nanoreason.training import (check_finite, cosine_lr, encode_pairs, make_optimizer, pick_device,
-                                 sft_batch, sft_share)
+from nanoreason.training import (DTYPES, autocast, check_finite, cosine_lr, encode_pairs, make_optimizer,
+                                 pick_device, sft_batch, sft_share)
 
 MODES = ("token", "sequence", "on_policy")
 
@@ -76,8 +76,11 @@ class DistillConfig:
     eval_problems: int = 256
     backend: str = "auto"                   # kernels.kl_div: triton on CUDA, the chunked twin elsewhere
     device: str = "auto"
+    dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         check(self.data in ("dataset", "teacher"), f"data must be dataset or teacher, got {self.data!r}")
         check(self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
@@ -135,6 +138,7 @@ def train(cfg: DistillConfig) -> dict:
         print(f"warning: the student ({ns / 1e6:.2f}M parameters) is larger than its teacher ({nt / 1e6:.2f}M); "
               f"allowed, but that is not distillation into a smaller model")
     optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
+    student.activation_checkpointing = cfg.activation_checkpointing
     student.value_head.requires_grad_(False)                   # distillation trains neither head
     student.reward_head.requires_grad_(False)
     ddp = distributed.wrap(student, world)                     # DDP averages the gradients over ranks
@@ -175,7 +179,9 @@ def train(cfg: DistillConfig) -> dict:
             with torch.no_grad():
                 t_logits = teacher(x)                                                        # (B, T, V)
             student.train()
-            loss = distill_loss(ddp(x), t_logits, y != -1, cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
+            with autocast(device, cfg.dtype):
+                s_logits = ddp(x)                                                            # (B, T, V)
+            loss = distill_loss(s_logits, t_logits, y != -1, cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
             loss = loss * distributed.token_scale(y != -1)
         elif cfg.mode == "sequence":
             problems, b = sample_groups(teacher, tok, task_now, cfg.batch_size // cfg.k, cfg.k, seed, {"outcome": 1.0},
@@ -184,7 +190,8 @@ def train(cfg: DistillConfig) -> dict:
             row.update(sampled_accuracy=b.correct.mean().item(), kept=len(examples) * world)
             if distributed.all_sum(len(examples)) > 0:       # none on any rank: the teacher got nothing right
                 student.train()
-                loss, n = sft_share(ddp, tok, examples, device)
+                with autocast(device, cfg.dtype):
+                    loss, n = sft_share(ddp, tok, examples, device)
                 loss = loss * distributed.token_scale(n)
         else:                                                # token on teacher samples, or on-policy (student's)
             sampler = student if cfg.mode == "on_policy" else teacher
@@ -193,7 +200,8 @@ def train(cfg: DistillConfig) -> dict:
             with torch.no_grad():
                 t_logits = teacher.lm_head(completion_hidden(teacher, b.ids, b.mask, b.P))   # (B, T, V)
             student.train()
-            s_logits = student.lm_head(completion_hidden(ddp, b.ids, b.mask, b.P))          # (B, T, V)
+            with autocast(device, cfg.dtype):
+                s_logits = student.lm_head(completion_hidden(ddp, b.ids, b.mask, b.P))      # (B, T, V)
             loss = distill_loss(s_logits, t_logits, b.completion_mask,
                                 cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
             loss = loss * distributed.token_scale(b.completion_mask)

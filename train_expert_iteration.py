@@ -30,7 +30,7 @@ from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rollouts import keep_verified, sample_groups
 from nanoreason.tasks import generate
-from nanoreason.training import encode_pairs, finetune, pick_device
+from nanoreason.training import DTYPES, encode_pairs, finetune, pick_device
 
 
 @dataclass
@@ -50,8 +50,11 @@ class EIConfig:
     eval_problems: int = 256
     show_samples: int = 2
     device: str = "auto"
+    dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.k >= 1, f"k (samples per problem) must be >= 1, got {self.k}")
         check(self.rounds > 0 and self.problems_per_round > 0 and self.epochs > 0 and self.batch_size > 0,
               "rounds, problems_per_round, epochs and batch_size must be > 0")
@@ -72,6 +75,7 @@ def train(cfg: EIConfig) -> dict:
     policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    policy.activation_checkpointing = cfg.activation_checkpointing
     policy.value_head.requires_grad_(False)                    # the SFT loss trains neither head
     policy.reward_head.requires_grad_(False)
     ddp = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
@@ -91,7 +95,8 @@ def train(cfg: EIConfig) -> dict:
         kept = distributed.all_gather(keep_verified(problems, b.texts, b.correct.tolist(), cfg.verify))
         # ---- 3. imitate them
         examples = encode_pairs(tok, kept)
-        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd) if examples else []
+        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd,
+                          dtype=cfg.dtype) if examples else []
         train_acc = distributed.all_mean({"a": b.correct.mean().item()})["a"]
         if not main:
             continue

@@ -25,7 +25,7 @@ from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import generate
-from nanoreason.training import pick_device
+from nanoreason.training import DTYPES, pick_device
 
 
 @dataclass
@@ -42,8 +42,11 @@ class ORMConfig:
     lr: float = 1e-4
     eval_problems: int = 128              # held-out problems, k answers each
     device: str = "auto"
+    dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.problems > 0 and self.k > 0 and self.epochs > 0 and self.eval_problems > 0,
               "problems, k, epochs and eval_problems must be > 0")
         check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
@@ -69,8 +72,9 @@ def train(cfg: ORMConfig) -> dict:
         print(f"{len(examples)} sampled answers, {right / len(examples):.1%} right")
     # ---- train a copy of the policy as the ORM
     model = copy.deepcopy(policy)
+    model.activation_checkpointing = cfg.activation_checkpointing
     log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
-    losses = rm.fit(model, tok, examples, "orm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed)
+    losses = rm.fit(model, tok, examples, "orm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed, cfg.dtype)
     distributed.cleanup()
     if not main:
         return {}

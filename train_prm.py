@@ -28,7 +28,7 @@ from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import generate
-from nanoreason.training import pick_device
+from nanoreason.training import DTYPES, pick_device
 
 
 @dataclass
@@ -47,8 +47,11 @@ class PRMConfig:
     lr: float = 1e-4
     eval_problems: int = 128              # held-out problems, k answers each
     device: str = "auto"
+    dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.labels in rm.LABELS, f"unknown labels {self.labels!r}; choose from {', '.join(rm.LABELS)}")
         check(self.mc_n >= 1, f"mc_n must be >= 1, got {self.mc_n}")
         check(self.problems > 0 and self.k > 0 and self.epochs > 0 and self.eval_problems > 0,
@@ -99,7 +102,8 @@ def train(cfg: PRMConfig) -> dict:
         print(f"{len(examples)} labelled answers, {len(pos)} steps, mean label {sum(pos) / max(1, len(pos)):.2f}")
     # ---- train a copy of the policy as the PRM
     model = copy.deepcopy(policy)
-    losses = rm.fit(model, tok, examples, "prm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed)
+    model.activation_checkpointing = cfg.activation_checkpointing
+    losses = rm.fit(model, tok, examples, "prm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed, cfg.dtype)
     distributed.cleanup()
     if not main:
         return {}

@@ -173,7 +173,7 @@ def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
 # Training and evaluation
 
 def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size: int, lr: float, log=None,
-        seed: int = 0) -> list[float]:
+        seed: int = 0, dtype: str = "float32") -> list[float]:
     """Train the whole model (trunk + reward head) on labelled examples with `rm_loss`; returns the batch losses.
     Under torchrun every rank passes the same examples and learns from its share of each minibatch (DDP)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -195,7 +195,8 @@ def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size
         bar.update()
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     losses = minibatch_epochs(ddp, optimizer, len(examples), epochs, batch_size, loss_fn,
-                              generator=torch.Generator().manual_seed(seed), what=f"{kind} loss", on_step=on_step)
+                              generator=torch.Generator().manual_seed(seed), what=f"{kind} loss", on_step=on_step,
+                              dtype=dtype)
     bar.close()
     return losses
 

@@ -125,10 +125,11 @@ def autocast(device: str, dtype: str):
 
 
 def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, loss_fn, grad_clip: float = 1.0,
-                     generator=None, what: str = "loss", step: int | None = None, on_step=None) -> list[float]:
+                     generator=None, what: str = "loss", step: int | None = None, on_step=None,
+                     dtype: str = "float32") -> list[float]:
     """`epochs` shuffled passes over `n` examples: `loss_fn(indices)` gives a minibatch's mean loss and the number
     of terms it averages (tokens, labels), then one clipped optimizer step. `on_step(losses)` after each (logging,
-    progress). Returns the batch losses.
+    progress). Returns the batch losses. `dtype="bfloat16"`: loss_fn runs under autocast.
     Under torchrun (`model` DDP-wrapped, the same examples and generator on every rank) every rank draws the same
     permutation and takes its share of each minibatch — possibly none: `loss_fn([])` must give a zero loss through
     the model, so that the rank still joins DDP's all-reduce — and its mean is scaled to its share of the
@@ -139,7 +140,8 @@ def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, los
     for _ in range(epochs):
         perm = distributed.broadcast(torch.randperm(n, generator=generator))     # rank 0's order on every rank
         for idx in perm.split(batch_size):
-            loss, terms = loss_fn(idx.tolist()[rank::world])
+            with autocast(next(model.parameters()).device.type, dtype):
+                loss, terms = loss_fn(idx.tolist()[rank::world])
             loss = loss * distributed.token_scale(terms)                       # 1 with one process
             check_finite(loss, len(losses) if step is None else step, what)
             optimizer.zero_grad(set_to_none=True)
@@ -153,7 +155,7 @@ def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, los
 
 
 def finetune(model, optimizer, tok, examples, epochs: int, batch_size: int, grad_clip: float = 1.0,
-             step: int = 0) -> list[float]:
+             step: int = 0, dtype: str = "float32") -> list[float]:
     """`epochs` shuffled passes of the SFT loss over (prompt ids, completion ids) pairs; returns the batch losses.
     `model` may be DDP-wrapped (every rank passes the same examples; see minibatch_epochs)."""
     dev = next(model.parameters()).device
@@ -161,4 +163,4 @@ def finetune(model, optimizer, tok, examples, epochs: int, batch_size: int, grad
     def loss_fn(idx):
         return sft_share(model, tok, [examples[i] for i in idx], dev)
     return minibatch_epochs(model, optimizer, len(examples), epochs, batch_size, loss_fn, grad_clip,
-                            what="fine-tuning loss", step=step)
+                            what="fine-tuning loss", step=step, dtype=dtype)

@@ -125,14 +125,17 @@ RM = ["--problems=8", "--k=2", "--epochs=1", "--eval_problems=8"]
 
 
 @pytest.mark.parametrize("script, args", [
-    ("train_expert_iteration.py", ["--rounds=2", "--problems_per_round=8", "--k=2", "--eval_problems=8"]),
+    ("train_expert_iteration.py", ["--rounds=2", "--problems_per_round=8", "--k=2", "--eval_problems=8",
+                                   "--dtype=bfloat16", "--activation_checkpointing"]),
     ("train_rcrl.py", ["--rounds=1", "--problems_per_round=8", "--k=2", "--eval_problems=8"]),
-    ("train_orm.py", RM), ("train_prm.py", ["--labels=mc_hard", "--mc_n=2", *RM]),
+    ("train_orm.py", [*RM, "--dtype=bfloat16"]), ("train_prm.py", ["--labels=mc_hard", "--mc_n=2", *RM]),
     ("train_distill.py", ["--mode=sequence", "--iters=2", "--batch_size=8", "--k=2", "--n_layer=1", "--n_embd=16",
                           "--eval_interval=2", "--eval_problems=8"]),
     ("train_distill.py", ["--mode=on_policy", "--iters=2", "--batch_size=4", "--n_layer=1", "--n_embd=16",
-                          "--eval_interval=2", "--eval_problems=8"])])
+                          "--eval_interval=2", "--eval_problems=8", "--dtype=bfloat16", "--activation_checkpointing"])])
 def test_other_stages_run_under_torchrun(sft_ckpt, tmp_path, script, args):
+    """Expert iteration, RCRL, ORM, PRM (with MC rollouts) and distillation under torchrun; some with bf16 autocast
+    and activation checkpointing."""
     start = "--teacher_ckpt" if script == "train_distill.py" else "--sft_ckpt"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script,
                         f"{start}={sft_ckpt}", f"--out_dir={tmp_path}", "--max_new_tokens=16", "--device=cpu", *args],
