@@ -84,19 +84,27 @@ def test_bf16_autocast_is_close_to_fp32(tiny_model):
     assert half == pytest.approx(full, rel=2e-2)
 
 
+@pytest.fixture(scope="module")
+def updates(sft_ckpt, tmp_path_factory):
+    """tests/ddp_update.py with 1 process and with 2 DDP ranks: the weights after each algorithm's update."""
+    out = {}
+    for n in (1, 2):
+        d = tmp_path_factory.mktemp(f"procs{n}")
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] \
+            if n > 1 else [sys.executable]
+        r = subprocess.run([*launcher, "tests/ddp_update.py", sft_ckpt, str(d)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert r.returncode == 0, r.stderr[-3000:]
+        out[n] = d
+    return out
+
+
 @pytest.mark.parametrize("algo", ["grpo", "rloo", "ppo", "finetune", "orm"])
-def test_rl_update_on_two_processes_matches_one(sft_ckpt, tmp_path, algo):
+def test_rl_update_on_two_processes_matches_one(sft_ckpt, updates, algo):
     """The same 16 rollouts: one process learns from all of them, or two DDP ranks from 8 each (different token
     counts per rank: rloo's and PPO's token-means need the global normaliser, PPO's whitening the global moments).
     finetune / orm: 5 examples, minibatches of 4 then 1 (a rank with no row still joins the all-reduce)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for n, out in ((1, tmp_path / "one.pt"), (2, tmp_path / "two.pt")):
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] \
-            if n > 1 else [sys.executable]
-        r = subprocess.run([*launcher, "tests/ddp_update.py", algo, sft_ckpt, str(out)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300, env=env)
-        assert r.returncode == 0, r.stderr[-3000:]
-    one, two = (torch.load(tmp_path / f, weights_only=True) for f in ("one.pt", "two.pt"))
+    one, two = (torch.load(updates[n] / f"{algo}.pt", weights_only=True) for n in (1, 2))
     start = torch.load(sft_ckpt, weights_only=True)["model"]
     assert max_diff(start, one) > 1e-3                                  # the update moved the weights
     assert max_diff(one, two) < 1e-5
