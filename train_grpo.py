@@ -130,7 +130,7 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     m, n = b.completion_mask, b.ids.shape[0]
     mb = cfg.minibatch_size // distributed.world_size()
     agg = {"grpo": "seq-sum-const" if cfg.dr_grpo else "seq-mean", "rloo": "token-mean", "reinforce": "token-mean"}[cfg.algo]
-    off_policy = cfg.epochs > 1 or cfg.minibatch_size < n           # later steps need the sampling policy's log-probs
+    off_policy = cfg.epochs > 1 or mb < n                           # later steps need the sampling policy's log-probs
     with torch.no_grad():
         old_logp = completion_forward(policy, b.ids, b.mask, b.P, temp, False)[0] if off_policy else None
         ref_logp = completion_forward(ref, b.ids, b.mask, b.P, temp, False)[0] if cfg.kl_coef else None
@@ -221,11 +221,12 @@ def train(cfg: GRPOConfig) -> dict:
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
         s = update(ddp, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
-        row = distributed.all_mean(dict(step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
-                   train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
-                   steps_per_answer=b.n_steps.mean().item(),
-                   **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
-                   temperature=temp, wall=wall_before + time.time() - t0))           # averaged over ranks
+        row = distributed.all_mean(dict(                                      # averaged over ranks
+            step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
+            train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
+            steps_per_answer=b.n_steps.mean().item(),
+            **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
+            temperature=temp, wall=wall_before + time.time() - t0))
         if not main:
             continue
         log.log(**row)

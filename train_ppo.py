@@ -35,7 +35,7 @@ from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import collect, completion_forward
 from nanoreason.tasks import generate, stream
-from nanoreason.training import DTYPES, autocast, NonFiniteLoss, check_finite, linear, pick_device  # noqa: F401
+from nanoreason.training import DTYPES, NonFiniteLoss, autocast, check_finite, linear, pick_device  # noqa: F401
 
 
 @dataclass
@@ -235,11 +235,12 @@ def train(cfg: PPOConfig) -> dict:
         kl_seq = distributed.all_mean({"kl": kl_seq})["kl"]             # the same beta on every rank
         if kl_ctl:
             beta = kl_ctl.update(kl_seq, cfg.batch_size)
-        row = distributed.all_mean(dict(step=it + 1, reward=rl.masked_sum(b.scores, m, 1).mean().item(), train_accuracy=b.correct.mean().item(),
-                   format=b.formatted.mean().item(), kl=kl_seq, beta=beta, entropy=s[2], policy_loss=s[0],
-                   value_loss=s[1], clipfrac=s[3], approx_kl=s[4], explained_variance=s[5],
-                   response_length=m.sum(1).mean().item(), steps_per_answer=b.n_steps.mean().item(),
-                   temperature=temp, wall=wall_before + time.time() - t0))           # averaged over ranks
+        row = distributed.all_mean(dict(                                      # averaged over ranks
+            step=it + 1, reward=rl.masked_sum(b.scores, m, 1).mean().item(), train_accuracy=b.correct.mean().item(),
+            format=b.formatted.mean().item(), kl=kl_seq, beta=beta, entropy=s[2], policy_loss=s[0],
+            value_loss=s[1], clipfrac=s[3], approx_kl=s[4], explained_variance=s[5],
+            response_length=m.sum(1).mean().item(), steps_per_answer=b.n_steps.mean().item(),
+            temperature=temp, wall=wall_before + time.time() - t0))
         if not main:
             continue
         log.log(**row)
