@@ -35,6 +35,7 @@ DISTILL_ARMS = {
     "token_forward": dict(mode="token", kind="forward"),
     "token_reverse": dict(mode="token", kind="reverse"),
     "token_jsd": dict(mode="token", kind="jsd"),
+    "token_forward_T2": dict(mode="token", kind="forward", temperature=2.0),   # softer targets (Hinton et al.)
     "token_forward_curriculum": dict(mode="token", kind="forward", curriculum=True),
     "token_teacher_samples": dict(mode="token", data="teacher", kind="forward"),
     "sequence": dict(mode="sequence"),

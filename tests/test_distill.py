@@ -143,7 +143,8 @@ def test_distill_bad_input(sft_ckpt, tmp_path):
 
 
 def test_distillation_bench_tabulates_the_arms(sft_ckpt, tmp_path):
-    """Two arms from one start: the table lists both beside the start and the teacher; a bad arm is one line."""
+    """Two arms from one start: the table lists both beside the start and the teacher; a finished arm is kept, not
+    re-run; a bad arm is one line."""
     r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
                         "--n_layer=1", "--n_embd=16", "--start_iters=4", "--iters=2", "--eval_problems=8", "--max_new_tokens=24",
                         "--arms=sft,token_forward"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -151,6 +152,12 @@ def test_distillation_bench_tabulates_the_arms(sft_ckpt, tmp_path):
     res = json.load(open(tmp_path / "results.json"))
     assert set(res["arms"]) == {"sft", "token_forward"} and res["teacher_accuracy"] is not None
     assert (tmp_path / "distillation.png").exists() and "| token_forward |" in open(tmp_path / "table.md").read()
+    before = os.path.getmtime(tmp_path / "sft" / "summary.json")
+    r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
+                        "--arms=sft"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "sft: kept the finished run" in r.stdout, r.stderr[-2000:]
+    assert os.path.getmtime(tmp_path / "sft" / "summary.json") == before       # not re-run
+    assert set(json.load(open(tmp_path / "results.json"))["arms"]) == {"sft", "token_forward"}
     r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", "--arms=sft,dagger"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown arm 'dagger'" in r.stderr
