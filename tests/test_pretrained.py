@@ -93,3 +93,8 @@ def test_sft_starts_from_gpt2_weights(gpt2_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     model, tok, _ = load_model(str(out / "ckpt.pt"))
     assert model.cfg.gelu == "tanh" and model.cfg.block_size == 256 and tok.eot_id == 260
+    r = subprocess.run([sys.executable, "train_ppo.py", f"--sft_ckpt={out / 'ckpt.pt'}", f"--out_dir={tmp_path / 'ppo'}",
+                        "--iters=1", "--batch_size=2", "--minibatch_size=2", "--eval_problems=4", "--eval_interval=1",
+                        "--max_new_tokens=8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]                           # ... and PPO runs on from it
+    assert load_model(str(tmp_path / "ppo" / "ckpt.pt"))[1].eot_id == 260
