@@ -178,8 +178,9 @@ def train(cfg: SFTConfig) -> dict:
         raise ConfigError(f"the longest test question is {longest} tokens; with max_new_tokens={cfg.max_new_tokens} "
                           f"it needs block_size >= {longest + cfg.max_new_tokens}, got block_size={cfg.block_size}")
     model.activation_checkpointing = cfg.activation_checkpointing
-    # DDP averages the gradients over ranks; SFT leaves the value and reward heads unused, hence find_unused
-    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    model.value_head.requires_grad_(False)                # SFT trains neither head (frozen after the optimizer is
+    model.reward_head.requires_grad_(False)               # built, so its state keeps its shape for --resume)
+    ddp = distributed.wrap(model, world)                  # DDP averages the gradients over ranks
     if main:
         tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
         print(f"model: {model.num_params() / 1e6:.2f}M parameters; vocabulary {tok.n_vocab}; device {device}"
