@@ -6,6 +6,7 @@
     python train_distill.py --mode=sequence                  # fine-tune on the teacher's verified samples
     python train_distill.py --mode=on_policy --kind=reverse  # the student samples, the teacher grades every token
     python train_distill.py --curriculum                     # problems with fewer steps first
+    python train_distill.py --resume                         # continue out/distill/ from its last checkpoint
 
 The teacher is our best RL-trained model (out/ppo/ckpt.pt; trained with train_ppo.py's defaults first if missing).
 The student is a smaller GPT with the teacher's tokenizer: a fresh one of the size below, or `--student_init=` a
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from kernels.kl import KINDS
 from nanoreason import distributed
-from nanoreason.checkpoint import load_model, load_start, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_model, load_start, resume, save_checkpoint, set_aside, stage_config
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.distill import curriculum_max_steps, distill_loss
 from nanoreason.evaluate import evaluate_and_show
@@ -76,6 +77,7 @@ class DistillConfig:
     eval_problems: int = 256
     backend: str = "auto"                   # kernels.kl_div: triton on CUDA, the chunked twin elsewhere
     device: str = "auto"
+    resume: bool = False
     dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
@@ -145,24 +147,32 @@ def train(cfg: DistillConfig) -> dict:
     test = generate(cfg.eval_problems, "test", task_seed, task)
     what = f"{cfg.mode}" + (f"/{cfg.data}" if cfg.mode == "token" else "") + \
         (f", {cfg.kind}" if cfg.mode != "sequence" else "")
-    log, acc = None, None
-    if main:
+    start, wall_before, acc_before, teacher_acc = 0, 0.0, None, None
+    if cfg.resume:                                   # the same student, the same mode: continue where it stopped
+        same = {k: getattr(cfg, k) for k in ("mode", "data", "kind", "student_init", "n_layer", "n_head", "n_embd")}
+        ck = resume(ckpt_path, tok, student, optimizer, same=same)
+        start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
+        acc_before, teacher_acc = ck["extra"]["accuracy_before"], ck["extra"]["teacher_accuracy"]
+    elif main:
         set_aside(ckpt_path)
-        log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    log, acc = None, acc_before
+    if main:
+        log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
         print(f"distillation ({what}): teacher {nt / 1e6:.2f}M -> student {ns / 1e6:.2f}M parameters; device {device}"
               + (f"; {world} processes" if world > 1 else ""))
-        teacher_acc = evaluate_and_show(teacher, tok, test, 0, show=0, max_new_tokens=cfg.max_new_tokens)
+        if teacher_acc is None:
+            teacher_acc = evaluate_and_show(teacher, tok, test, 0, show=0, max_new_tokens=cfg.max_new_tokens)
         print(f"teacher held-out accuracy {teacher_acc:.1%}")
 
     def evaluate(it):
         acc = evaluate_and_show(student, tok, test, it, show=1, max_new_tokens=cfg.max_new_tokens)
-        log.log(step=it, accuracy=acc, sequences=it * cfg.batch_size, wall=time.time() - t0)
+        log.log(step=it, accuracy=acc, sequences=it * cfg.batch_size, wall=wall_before + time.time() - t0)
         return acc
 
-    if main:
+    if main and acc_before is None:
         acc_before = acc = evaluate(0)
     gen = torch.Generator(device=device)
-    bar = tqdm(range(cfg.iters), desc=f"distill {cfg.mode}", disable=not main)
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=f"distill {cfg.mode}", disable=not main)
     for it in bar:
         for g in optimizer.param_groups:
             g["lr"] = cosine_lr(it, cfg.iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
@@ -218,17 +228,18 @@ def train(cfg: DistillConfig) -> dict:
             continue
         if "loss" in row:
             bar.set_postfix(loss=f"{row['loss']:.3f}")
-        log.log(step=it + 1, lr=optimizer.param_groups[0]["lr"], **row, wall=time.time() - t0)
+        log.log(step=it + 1, lr=optimizer.param_groups[0]["lr"], **row, wall=wall_before + time.time() - t0)
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
             acc = evaluate(it + 1)
             save_checkpoint(ckpt_path, student, tok, optimizer, it + 1,
                             stage_config(task, task_seed, cfg),
-                            extra={"wall_seconds": time.time() - t0, "teacher_accuracy": teacher_acc})
+                            extra={"wall_seconds": wall_before + time.time() - t0, "teacher_accuracy": teacher_acc,
+                                   "accuracy_before": acc_before})
 
     distributed.cleanup()
     if not main:
         return {}
-    wall = time.time() - t0
+    wall = wall_before + time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, "distill.png"), log.rows,
                 [("loss", ["loss"], "log"), ("accuracy", ["accuracy", "sampled_accuracy"])],
                 title=f"distillation ({what}): student {acc_before:.1%} -> {acc:.1%}, teacher {teacher_acc:.1%}")

@@ -161,3 +161,16 @@ def test_distillation_bench_tabulates_the_arms(sft_ckpt, tmp_path):
     r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", "--arms=sft,dagger"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown arm 'dagger'" in r.stderr
+
+
+def test_distill_resume_continues_the_run(sft_ckpt, tmp_path):
+    common = [f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", *TINY, "--eval_interval=2"]
+    assert run_distill(*common, "--iters=2").returncode == 0
+    r = run_distill(*common, "--iters=4", "--resume")
+    assert r.returncode == 0 and "resuming from" in r.stdout, r.stderr[-2000:]
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [row["step"] for row in rows if "lr" in row] == [1, 2, 3, 4]
+    first = json.load(open(tmp_path / "summary.json"))
+    assert first["iters"] == 4 and first["accuracy_before"] == rows[0]["accuracy"]     # the start, not the resume
+    r = run_distill(*common, "--iters=6", "--resume", "--mode=sequence")
+    assert r.returncode == 2 and "made with mode='token', but this run asks for mode='sequence'" in r.stderr
