@@ -13,6 +13,7 @@ ranks too (`masked_whiten`).
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -31,7 +32,8 @@ def setup(device: str) -> tuple[int, int, str]:
     if device.startswith("cuda"):
         device = f"cuda:{local}"
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",   # rank 0 evaluates alone
+                            timeout=datetime.timedelta(hours=2))                      # while the others wait
     return rank, world, device
 
 
