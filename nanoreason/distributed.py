@@ -32,8 +32,9 @@ def setup(device: str) -> tuple[int, int, str]:
     if device.startswith("cuda"):
         device = f"cuda:{local}"
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",   # rank 0 evaluates alone
-                            timeout=datetime.timedelta(hours=2))                      # while the others wait
+    # GPUs: nccl for DDP's gradients, gloo for the small CPU tensors of the helpers below (counts, log rows)
+    dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.startswith("cuda") else "gloo",
+                            timeout=datetime.timedelta(hours=2))   # rank 0 evaluates alone while the others wait
     return rank, world, device
 
 
