@@ -85,8 +85,9 @@ def sft_loss(model, x, y, n_tokens=None):
 
 
 def sft_share(model, tok, examples, device):
-    """(mean SFT loss over (prompt ids, completion ids) pairs, number of tokens it averages). No examples (a rank
-    with no rows this step): a zero loss that still goes through the (DDP) model, and 0 tokens."""
+    """(mean SFT loss over (prompt ids, completion ids) pairs, number of tokens it averages). No examples (in
+    sequence-level distillation, a rank whose teacher samples were all wrong): a zero loss that still goes through
+    the (DDP) model, and 0 tokens."""
     x, y = completion_batch(tok, examples or [([tok.eot_id], [])], distributed.unwrap(model).cfg.block_size)
     if not examples:
         y = torch.full_like(y, -1)
@@ -131,17 +132,20 @@ def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, los
     of terms it averages (tokens, labels), then one clipped optimizer step. `on_step(losses)` after each (logging,
     progress). Returns the batch losses. `dtype="bfloat16"`: loss_fn runs under autocast.
     Under torchrun (`model` DDP-wrapped, the same examples and generator on every rank) every rank draws the same
-    permutation and takes its share of each minibatch — possibly none: `loss_fn([])` must give a zero loss through
-    the model, so that the rank still joins DDP's all-reduce — and its mean is scaled to its share of the
-    minibatch's mean over all ranks (distributed.token_scale)."""
+    permutation and takes its share of each minibatch, its mean scaled to its share of the minibatch's mean over
+    all ranks (distributed.token_scale). A rank whose share of a small last minibatch is empty still joins DDP's
+    all-reduce: with one row and a zero weight."""
     rank, world = distributed.rank(), distributed.world_size()
     model.train()
     losses = []
     for _ in range(epochs):
         perm = distributed.broadcast(torch.randperm(n, generator=generator))     # rank 0's order on every rank
         for idx in perm.split(batch_size):
+            mine = idx.tolist()[rank::world]
             with autocast(next(model.parameters()).device.type, dtype):
-                loss, terms = loss_fn(idx.tolist()[rank::world])
+                loss, terms = loss_fn(mine or idx.tolist()[:1])
+            if not mine:                                                       # an empty share: weight 0
+                loss, terms = loss * 0.0, 0
             loss = loss * distributed.token_scale(terms)                       # 1 with one process
             check_finite(loss, len(losses) if step is None else step, what)
             optimizer.zero_grad(set_to_none=True)
