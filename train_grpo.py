@@ -165,8 +165,7 @@ def train(cfg: GRPOConfig) -> dict:
     random.seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    check(cfg.minibatch_size % world == 0, f"minibatch_size={cfg.minibatch_size} cannot be split evenly over "
-                                           f"{world} processes; use a multiple of {world}")
+    distributed.per_rank(cfg.minibatch_size, world, "minibatch_size")   # a clear error now if it does not split
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     name = "dr_grpo" if cfg.dr_grpo else cfg.algo
@@ -180,9 +179,7 @@ def train(cfg: GRPOConfig) -> dict:
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     policy.activation_checkpointing = cfg.activation_checkpointing
-    policy.value_head.requires_grad_(False)                    # no critic, no reward model here
-    policy.reward_head.requires_grad_(False)
-    ddp = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
+    ddp = distributed.wrap(policy, world)                      # no critic, no RM; DDP averages gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
     start, wall_before, acc_before = 0, 0.0, None
     if cfg.resume:

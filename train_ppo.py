@@ -124,7 +124,7 @@ def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, 
     critic.train()
     stats, m, n = [], b.completion_mask, b.ids.shape[0]
     for _ in range(cfg.ppo_epochs):
-        for idx in torch.randperm(n).split(cfg.minibatch_size // distributed.world_size()):
+        for idx in torch.randperm(n).split(cfg.minibatch_size // distributed.world_size()):   # this rank's share
             mm = m[idx]
             with autocast(b.ids.device.type, cfg.dtype):
                 logp, ent, h = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
@@ -150,8 +150,7 @@ def train(cfg: PPOConfig) -> dict:
     random.seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    check(cfg.minibatch_size % world == 0, f"minibatch_size={cfg.minibatch_size} cannot be split evenly over "
-                                           f"{world} processes; use a multiple of {world}")
+    distributed.per_rank(cfg.minibatch_size, world, "minibatch_size")   # a clear error now if it does not split
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
 
@@ -167,12 +166,9 @@ def train(cfg: PPOConfig) -> dict:
     params = trunks + head
     optimizer = torch.optim.AdamW([{"params": trunks, "lr": cfg.lr}, {"params": head, "lr": cfg.critic_lr}],
                                   betas=(0.9, 0.95), weight_decay=0.0)
-    for model in {id(policy): policy, id(critic): critic}.values():    # what PPO does not train: frozen
-        model.activation_checkpointing = cfg.activation_checkpointing
-        model.reward_head.requires_grad_(False)
-        model.value_head.requires_grad_(model is critic)
-    ddp_policy = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
-    ddp_critic = ddp_policy if critic is policy else distributed.wrap(critic, world)
+    policy.activation_checkpointing = critic.activation_checkpointing = cfg.activation_checkpointing
+    ddp_policy = distributed.wrap(policy, world, heads=("value",) if critic is policy else ())   # DDP averages
+    ddp_critic = ddp_policy if critic is policy else distributed.wrap(critic, world, heads=("value",))  # gradients
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
@@ -232,7 +228,7 @@ def train(cfg: PPOConfig) -> dict:
         # ---- 4. PPO epochs over minibatches
         s = ppo_update(ddp_policy, ddp_critic, optimizer, params, b, old_logp, old_values, adv, returns, cfg, temp,
                        ent_coef, it)
-        kl_seq = distributed.all_mean({"kl": kl_seq})["kl"]             # the same beta on every rank
+        kl_seq = distributed.mean(kl_seq)                                 # the same beta on every rank
         if kl_ctl:
             beta = kl_ctl.update(kl_seq, cfg.batch_size)
         row = distributed.all_mean(dict(                                      # averaged over ranks

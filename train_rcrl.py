@@ -75,9 +75,7 @@ def train(cfg: RCRLConfig) -> dict:
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     policy.activation_checkpointing = cfg.activation_checkpointing
-    policy.value_head.requires_grad_(False)                    # the SFT loss trains neither head
-    policy.reward_head.requires_grad_(False)
-    ddp = distributed.wrap(policy, world)                      # DDP averages the gradients over ranks
+    ddp = distributed.wrap(policy, world)                      # no head trained; DDP averages gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
     log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
     if main:
@@ -95,7 +93,7 @@ def train(cfg: RCRLConfig) -> dict:
         examples = distributed.all_gather([([good if c else bad] + q, a) for (q, a), c in      # all ranks' samples
                                            zip(encode_pairs(tok, zip(problems, b.texts)), b.correct.tolist())])
         losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd, dtype=cfg.dtype)
-        train_acc = distributed.all_mean({"a": b.correct.mean().item()})["a"]
+        train_acc = distributed.mean(b.correct.mean().item())   # over all ranks' samples
         if not main:
             continue
         acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples, prefix=[good])

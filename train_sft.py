@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nanoreason import distributed
 from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint, set_aside
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show, prompt_text
@@ -29,7 +30,6 @@ from nanoreason.pretrained import load_gpt2
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
 from nanoreason.tokenizer import Tokenizer
-from nanoreason import distributed
 from nanoreason.training import DTYPES, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
 
 
@@ -178,9 +178,7 @@ def train(cfg: SFTConfig) -> dict:
         raise ConfigError(f"the longest test question is {longest} tokens; with max_new_tokens={cfg.max_new_tokens} "
                           f"it needs block_size >= {longest + cfg.max_new_tokens}, got block_size={cfg.block_size}")
     model.activation_checkpointing = cfg.activation_checkpointing
-    model.value_head.requires_grad_(False)                # SFT trains neither head (frozen after the optimizer is
-    model.reward_head.requires_grad_(False)               # built, so its state keeps its shape for --resume)
-    ddp = distributed.wrap(model, world)                  # DDP averages the gradients over ranks
+    ddp = distributed.wrap(model, world)                  # no head trained; DDP averages gradients over ranks
     if main:
         tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
         print(f"model: {model.num_params() / 1e6:.2f}M parameters; vocabulary {tok.n_vocab}; device {device}"

@@ -38,11 +38,17 @@ def setup(device: str) -> tuple[int, int, str]:
     return rank, world, device
 
 
+def per_rank(n: int, world: int, what: str = "batch_size") -> int:
+    """A global batch size split evenly over the ranks: n / world, or one line naming `what`."""
+    if n % world:
+        raise ConfigError(f"{what}={n} cannot be split evenly over {world} processes; use a multiple of {world} or "
+                          f"fewer processes")
+    return n // world
+
+
 def shard(items: list, rank: int, world: int, what: str = "batch_size") -> list:
     """This rank's slice of a global batch: items rank, rank + world, ... (every rank gets the same number)."""
-    if len(items) % world:
-        raise ConfigError(f"{what}={len(items)} cannot be split evenly over {world} processes; use a multiple of "
-                          f"{world} or fewer processes")
+    per_rank(len(items), world, what)
     return items[rank::world]
 
 
@@ -77,10 +83,13 @@ def rank_seed(seed: int, rank: int) -> int:
     return seed + rank * 0x9E3779B97F4A
 
 
-def wrap(model, world: int):
-    """DDP for training when world > 1. DDP's fast path (find_unused_parameters=False) needs every parameter that
-    requires a gradient to get one in every backward: freeze what the stage does not train first (the heads). Every
+def wrap(model, world: int, heads: tuple[str, ...] = ()):
+    """The model to train: the heads the stage does not train ("value", "reward" not in `heads`) frozen, then DDP
+    when world > 1. DDP's fast path (find_unused_parameters=False) needs every parameter that requires a gradient to
+    get one in every backward. Call it after the optimizer is built (its state keeps its shape for --resume). Every
     training forward must call the wrapper (GPT.forward(..., return_hidden=True) for the hidden states)."""
+    for name in ("value", "reward"):
+        getattr(model, f"{name}_head").requires_grad_(name in heads)
     if world == 1:
         return model
     return torch.nn.parallel.DistributedDataParallel(model)
@@ -102,6 +111,11 @@ def all_mean(row: dict) -> dict:
     dist.all_reduce(s)
     means = (s[0] / s[1]).tolist()                                 # 0 / 0 = NaN where every rank had NaN
     return {k: (round(m) if isinstance(x, int) else m) for (k, x), m in zip(row.items(), means)}
+
+
+def mean(x: float) -> float:
+    """One number averaged over ranks (all_mean of a single entry)."""
+    return all_mean({"x": x})["x"]
 
 
 def broadcast(t: torch.Tensor) -> torch.Tensor:

@@ -177,16 +177,13 @@ def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size
     """Train the whole model (trunk + reward head) on labelled examples with `rm_loss`; returns the batch losses.
     Under torchrun every rank passes the same examples and learns from its share of each minibatch (DDP)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    model.value_head.requires_grad_(False)                      # a reward model has no critic
-    ddp = distributed.wrap(model, distributed.world_size())
+    ddp = distributed.wrap(model, distributed.world_size(), heads=("reward",))     # a reward model has no critic
     dev = next(model.parameters()).device
     bar = tqdm(total=epochs * ((len(examples) + batch_size - 1) // batch_size), desc=f"{kind} training",
                disable=distributed.rank() > 0)
 
     def loss_fn(idx):
-        ids, target, mask = batch(tok, [examples[i] for i in idx or [0]], kind, model.cfg.block_size)
-        if not idx:                             # no rows for this rank this step: a zero loss, still through DDP
-            mask = torch.zeros_like(mask)
+        ids, target, mask = batch(tok, [examples[i] for i in idx], kind, model.cfg.block_size)
         return rm_loss(ddp, ids.to(dev), target.to(dev), mask.to(dev)), int(mask.sum())
 
     def on_step(losses):

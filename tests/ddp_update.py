@@ -36,10 +36,8 @@ def learn(algo: str, rank: int, world: int):
     mine = dataclasses.replace(b, rollout=None, texts=b.texts[rows], **{k: getattr(b, k)[rows] for k in
                                ("ids", "mask", "completion_mask", "scores", "correct", "formatted", "n_steps")})
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    policy.reward_head.requires_grad_(False)
     if algo == "finetune":             # 5 examples in minibatches of 4 and 1: rank 1 has no row in the second
         examples = encode_pairs(tok, [(p, p.solution) for p in problems[:10:2]])
-        policy.value_head.requires_grad_(False)
         finetune(distributed.wrap(policy, world), optimizer, tok, examples, epochs=2, batch_size=4)
     elif algo == "orm":                # reward_models.fit wraps the model itself
         rm.fit(policy, tok, [(p, t, [float(i % 3 == 0)]) for i, (p, t) in enumerate(zip(problems, b.texts))][:5],
@@ -47,14 +45,13 @@ def learn(algo: str, rank: int, world: int):
     elif algo == "ppo":
         cfg = train_ppo.PPOConfig(batch_size=16, minibatch_size=16, ppo_epochs=3, ent_coef=0.01)
         old_logp, old_values, adv, returns, _ = train_ppo.advantages(policy, ref, policy, mine, 0.05, cfg, 1.0)
-        ddp = distributed.wrap(policy, world)
+        ddp = distributed.wrap(policy, world, heads=("value",))
         train_ppo.ppo_update(ddp, ddp, optimizer, list(policy.parameters()), mine, old_logp, old_values, adv, returns,
                              cfg, 1.0, cfg.ent_coef, 0)
     else:
         cfg = train_grpo.GRPOConfig(algo=algo, prompts_per_iter=8, group_size=2, minibatch_size=16, epochs=3,
                                     kl_coef=0.05, ent_coef=0.01)
         adv = train_grpo.advantages(b.scores.sum(1), cfg)[rows]           # within groups: the same on any split
-        policy.value_head.requires_grad_(False)
         train_grpo.update(distributed.wrap(policy, world), ref, optimizer, mine, adv, cfg, 1.0, cfg.ent_coef, 0)
     return policy
 
