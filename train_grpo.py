@@ -165,7 +165,8 @@ def train(cfg: GRPOConfig) -> dict:
     random.seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    distributed.per_rank(cfg.minibatch_size, world, "minibatch_size")   # a clear error now if it does not split
+    for n, what in ((cfg.prompts_per_iter, "prompts_per_iter"), (cfg.minibatch_size, "minibatch_size")):
+        distributed.per_rank(n, world, what)                          # a clear error now if it does not split
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     name = "dr_grpo" if cfg.dr_grpo else cfg.algo

@@ -33,8 +33,8 @@ from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
-from nanoreason.rollouts import collect, completion_forward
-from nanoreason.tasks import generate, stream
+from nanoreason.rollouts import completion_forward, sample_groups
+from nanoreason.tasks import generate
 from nanoreason.training import DTYPES, NonFiniteLoss, autocast, check_finite, linear, pick_device  # noqa: F401
 
 
@@ -150,7 +150,8 @@ def train(cfg: PPOConfig) -> dict:
     random.seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    distributed.per_rank(cfg.minibatch_size, world, "minibatch_size")   # a clear error now if it does not split
+    for n, what in ((cfg.batch_size, "batch_size"), (cfg.minibatch_size, "minibatch_size")):
+        distributed.per_rank(n, world, what)                          # a clear error now if it does not split
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
 
@@ -213,14 +214,11 @@ def train(cfg: PPOConfig) -> dict:
         for g, base in zip(optimizer.param_groups, (cfg.lr, cfg.critic_lr)):
             g["lr"] = base * min(1.0, (it + 1) / cfg.warmup_iters)
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
-        gen.manual_seed(distributed.rank_seed(cfg.seed * 1_000_003 + it, rank))
 
-        # ---- 1. rollouts (this rank's share of the batch's problems)
-        problems_it = stream("train", seed=cfg.seed * 1_000_003 + it, cfg=task)
-        problems = distributed.shard([next(problems_it) for _ in range(cfg.batch_size)], rank, world)
-        policy.eval()
-        b = collect(policy, tok, problems, cfg.weights, cfg.shaping, cfg.max_new_tokens, temp, gen,
-                    step_scorer=step_scorer)
+        # ---- 1. rollouts: one completion for each of batch_size fresh problems (this rank's share of them)
+        problems, b = sample_groups(policy, tok, task, cfg.batch_size, 1, cfg.seed * 1_000_003 + it, cfg.weights,
+                                    cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
+                                    rank=rank, world=world)
         m = b.completion_mask
         # ---- 2-3. rewards with the KL penalty, advantages
         old_logp, old_values, adv, returns, kl_seq = advantages(policy, ref, critic, b, beta, cfg, temp)
