@@ -77,11 +77,12 @@ def train(cfg: RCRLConfig) -> dict:
     policy.activation_checkpointing = cfg.activation_checkpointing
     ddp = distributed.wrap(policy, world)                      # no head trained; DDP averages gradients over ranks
     test = generate(cfg.eval_problems, "test", task_seed, task)
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
-    if main:
+    log, acc_before = None, None
+    if main:                                                   # rank 0 evaluates and logs
+        log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
         acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)        # the start: no tag yet
         log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
-    acc, gen, samples = (acc_before if main else None), torch.Generator(device=device), 0
+    acc, gen, samples = acc_before, torch.Generator(device=device), 0
     for rnd in tqdm(range(cfg.rounds), desc="rcrl", disable=not main):
         torch.manual_seed(cfg.seed * 1_000_003 + rnd)
         # ---- 1. sample k per problem, asking for a correct answer once the model knows the tag
