@@ -3,9 +3,10 @@
     python bench/kernels.py                          # N=8192, V=32768, fp32, on CPU (or the GPU if there is one)
     python bench/kernels.py --N=16384 --V=131072 --dtype=bfloat16     # the GPU shapes of the kernels issue
     python bench/kernels.py --op=jsd                 # kernels.kl_div instead: --op=forward, reverse or jsd
+    python bench/kernels.py --op=linear --C=128      # kernels.linear_logprobs: the lm_head matmul fused in
 
-Variants: eager (log_softmax + gather), chunked (kernels' pure-torch chunked twin), compiled (torch.compile of the
-eager twin), triton (CUDA only). Each runs in a fresh subprocess; "extra memory" is the peak above the inputs
+Variants: eager (log_softmax + gather; for --op=linear, h @ w.T first), chunked (kernels' pure-torch chunked twin),
+compiled (torch.compile of the eager twin), triton (CUDA only; for --op=linear, a matmul and then the kernel). Each runs in a fresh subprocess; "extra memory" is the peak above the inputs
 (CPU: max resident set size; CUDA: torch.cuda.max_memory_allocated).
 """
 import json
@@ -21,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from kernels.kl import KINDS, _divergence, kl_div  # noqa: E402
-from kernels.logprobs import logprobs, logprobs_torch  # noqa: E402
+from kernels.logprobs import linear_logprobs, logprobs, logprobs_torch  # noqa: E402
 from nanoreason.config import check, parse_args, run_main  # noqa: E402
 
 
@@ -32,24 +33,38 @@ class BenchConfig:
     dtype: str = "float32"
     repeats: int = 3
     compile: bool = True
-    op: str = "logprobs"      # logprobs, or a kl_div kind: forward, reverse, jsd
+    op: str = "logprobs"      # logprobs, linear (hidden states (N, C) and an lm_head (V, C) in), or a kl_div kind
+    C: int = 128              # --op=linear: the hidden width (128: our model; 768: GPT-2 small)
     worker: str = ""          # internal: run one variant and print JSON
     peak: bool = False        # internal (CPU): print the worker's peak resident memory after one run
 
     def __post_init__(self):
-        check(self.op == "logprobs" or self.op in KINDS, f"op must be logprobs, forward, reverse or jsd, got {self.op!r}")
+        check(self.op in ("logprobs", "linear") or self.op in KINDS,
+              f"op must be logprobs, linear, forward, reverse or jsd, got {self.op!r}")
 
 
 def inputs(c: BenchConfig, dev: str):
+    """(x, y, t): x the logits (N, V), or for --op=linear the pair (hidden (N, C), weight (V, C)), requiring grad;
+    y the targets (N,); t the teacher logits of a kl_div op, else None."""
     torch.manual_seed(0)
-    x = torch.randn(c.N, c.V, device=dev, dtype=getattr(torch, c.dtype)).requires_grad_()
+    dt = getattr(torch, c.dtype)
+    if c.op == "linear":
+        x = (torch.randn(c.N, c.C, device=dev, dtype=dt).requires_grad_(),
+             (torch.randn(c.V, c.C, device=dev, dtype=dt) / c.C**0.5).requires_grad_())
+    else:
+        x = torch.randn(c.N, c.V, device=dev, dtype=dt).requires_grad_()
     y = torch.randint(0, c.V, (c.N,), device=dev)
-    t = torch.randn(c.N, c.V, device=dev, dtype=getattr(torch, c.dtype)) if c.op != "logprobs" else None
+    t = torch.randn(c.N, c.V, device=dev, dtype=dt) if c.op in KINDS else None
     return x, y, t
 
 
 def variant_fn(c: BenchConfig, variant: str, x, y, t):
     """The forward call of `variant` (eager, chunked, compiled, triton) for the op."""
+    if c.op == "linear":
+        h, w = x
+        compiled = torch.compile(lambda a, b, y: logprobs_torch(a @ b.t(), y)) if variant == "compiled" else None
+        return {"eager": lambda: logprobs_torch(h @ w.t(), y), "chunked": lambda: linear_logprobs(h, w, y, backend="chunked"),
+                "compiled": lambda: compiled(h, w, y), "triton": lambda: linear_logprobs(h, w, y, backend="triton")}[variant]
     if c.op == "logprobs":
         compiled = torch.compile(logprobs_torch) if variant == "compiled" else None
         return {"eager": lambda: logprobs_torch(x, y), "chunked": lambda: logprobs(x, y, backend="chunked"),
@@ -68,8 +83,10 @@ def worker(c: BenchConfig):
         print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
         return
     fn = variant_fn(c, c.worker, x, y, t)
+    leaves = x if isinstance(x, tuple) else (x,)
     fn().sum().backward()                                   # warm-up (and compilation)
-    x.grad = None
+    for a in leaves:
+        a.grad = None
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -83,13 +100,14 @@ def worker(c: BenchConfig):
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-        x.grad = None
+        for a in leaves:
+            a.grad = None
     peak = torch.cuda.max_memory_allocated() - base if cuda else None
     print(json.dumps({"time": min(times), "peak_extra": peak}))
 
 
 def run_worker(c: BenchConfig, variant: str, peak: bool = False):
-    args = [f"--N={c.N}", f"--V={c.V}", f"--dtype={c.dtype}", f"--repeats={c.repeats}", f"--op={c.op}",
+    args = [f"--N={c.N}", f"--V={c.V}", f"--C={c.C}", f"--dtype={c.dtype}", f"--repeats={c.repeats}", f"--op={c.op}",
             f"--worker={variant}", f"--peak={peak}"]
     return subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
 
@@ -105,7 +123,7 @@ def main(c: BenchConfig):
         return worker(c)
     cuda = torch.cuda.is_available()
     variants = ["eager", "chunked"] + (["compiled"] if c.compile else []) + (["triton"] if cuda else [])
-    print(f"{c.op}: N={c.N} V={c.V} {c.dtype} on {'CUDA: ' + torch.cuda.get_device_name() if cuda else 'CPU'}; "
+    print(f"{c.op}: N={c.N} V={c.V}{f' C={c.C}' if c.op == 'linear' else ''} {c.dtype} on {'CUDA: ' + torch.cuda.get_device_name() if cuda else 'CPU'}; "
           f"one logits buffer = {c.N * c.V * torch.tensor([], dtype=getattr(torch, c.dtype)).element_size() / 2**30:.2f} GiB")
     base = None if cuda else measure_cpu_peak(c, "none")
     rows = {}

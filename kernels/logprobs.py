@@ -1,6 +1,9 @@
 """Log-probability of target tokens without materialising log_softmax: logp[n] = x[n, y[n]] / T - logsumexp(x[n] / T).
 
     logprobs(logits, targets, temperature=1.0, backend="auto", ignore_index=-100)   # (..., V), (...) -> (...) fp32
+    logprobs(..., with_entropy=True)                 # -> (logp, H), H = -sum_v p_v log p_v of softmax(logits / T)
+    linear_logprobs(hidden, weight, targets, ...)    # (..., C), (V, C), (...): the same of hidden @ weight.T, and
+                                                     # "chunked" never makes the (N, V) logits (see its docstring)
 
 backends
   "torch"   the readable specification: log_softmax + gather (materialises the (N, V) log-probs and their gradient)
@@ -20,19 +23,20 @@ import torch.nn.functional as F
 BACKENDS = ("auto", "torch", "chunked", "triton")
 
 
-def _check(logits, targets, temperature, backend, ignore_index):
+def _check(logits, targets, temperature, backend, ignore_index, name="logits", V=None):
+    """`logits` (..., V), or the hidden states (..., C) of `linear_logprobs` (name="hidden", V from the weight)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if not torch.is_floating_point(logits):
-        raise TypeError(f"logits must be a floating-point tensor, got {logits.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor, got {logits.dtype}")
     if targets.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"targets must be an integer tensor, got {targets.dtype}")
     if logits.shape[:-1] != targets.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match: logits must be "
-                         f"targets.shape + (V,)")
+        raise ValueError(f"{name} {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match: {name} must "
+                         f"be targets.shape + ({'V' if name == 'logits' else 'C'},)")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    V = logits.shape[-1]
+    V = V or logits.shape[-1]
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= V))
     if bad.any():
         raise ValueError(f"target {int(targets[bad][0])} is out of range for a vocabulary of {V}")
@@ -42,72 +46,141 @@ def _compute_dtype(logits):
     return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
 
-def logprobs_torch(logits, targets, temperature: float = 1.0, ignore_index: int = -100):
+def logprobs_torch(logits, targets, temperature: float = 1.0, ignore_index: int = -100, with_entropy: bool = False):
     """The specification, in eager PyTorch."""
     valid = targets != ignore_index
-    logp = F.log_softmax(logits.to(_compute_dtype(logits)) / temperature, dim=-1)
+    logp = F.log_softmax(logits.to(_compute_dtype(logits)) / temperature, dim=-1)     # (N, V)
     out = logp.gather(-1, torch.where(valid, targets, 0).long().unsqueeze(-1)).squeeze(-1)
-    return torch.where(valid, out, torch.zeros_like(out))
+    out = torch.where(valid, out, torch.zeros_like(out))
+    return (out, -_entropy_terms(logp.exp(), logp).sum(-1)) if with_entropy else out
+
+
+def _entropy_terms(p, logp):
+    """p_v log p_v with 0 log 0 = 0 (no NaN where a logit is -inf, in the value or in its gradient)."""
+    return p * torch.where(p > 0, logp, 0.0)
+
+
+def _block_forward(z, y, valid, T: float, with_entropy: bool):
+    """One block of rows of logits z (n, V), in the compute dtype -> (LSE of z/T, log-prob of the target, entropy
+    or None), each (n,). Only these per-row numbers survive the block."""
+    zt = z if T == 1.0 else z / T
+    lse = torch.logsumexp(zt, dim=-1)                                   # (n,)
+    out = torch.where(valid, zt.gather(-1, y[:, None]).squeeze(-1) - lse, 0.0)
+    if not with_entropy:
+        return lse, out, None
+    logp = zt - lse[:, None]                                            # (n, V), one temporary
+    return lse, out, -_entropy_terms(logp.exp(), logp).sum(-1)         # H = -sum_v p_v log p_v
+
+
+def _block_grad(z, y, lse, ent, g, gH, T: float):
+    """d/dz of sum_n (g_n logp_n[y_n] + gH_n H_n) for one block of logits z (n, V), recomputed from the saved LSE:
+        d logp[y] / dz_v = (onehot_v - p_v) / T,    d H / dz_v = -p_v (log p_v + H) / T.
+    `g` is already 0 on ignored rows; `gH` is None when no entropy gradient flows. Returns a fresh (n, V) buffer."""
+    logp = (z if T == 1.0 else z / T) - lse[:, None]                    # (n, V): a fresh buffer (z is not written)
+    p = logp.exp()
+    if gH is None:
+        dz = p.mul_(-g[:, None])                                        # -g p
+    else:
+        dz = (p * (g + gH * ent)[:, None]).neg_().sub_(gH[:, None] * _entropy_terms(p, logp))
+    dz.scatter_add_(-1, y[:, None], g[:, None])                         # + g onehot
+    return dz if T == 1.0 else dz.div_(T)
 
 
 class _Chunked(torch.autograd.Function):
+    """logprobs (and entropy) from logits x (N, V), `chunk` rows at a time; saves only the LSE (and H) per row."""
     @staticmethod
-    def forward(ctx, x, y, temperature, ignore_index, chunk):          # x (N, V), y (N,)
+    def forward(ctx, x, y, temperature, ignore_index, chunk, with_entropy):    # x (N, V), y (N,)
         dt = _compute_dtype(x)
-        lse = torch.empty(x.shape[0], dtype=dt, device=x.device)
         valid = y != ignore_index
         safe_y = torch.where(valid, y, 0).long()
+        lse, out, ent = (torch.empty(x.shape[0], dtype=dt, device=x.device) for _ in range(3))
         for i in range(0, x.shape[0], chunk):                           # one block of rows at a time
-            z = x[i:i + chunk].to(dt)
-            lse[i:i + chunk] = torch.logsumexp(z if temperature == 1.0 else z / temperature, dim=-1)
-        xy = x.gather(-1, safe_y[:, None]).squeeze(-1).to(dt) / temperature
-        out = torch.where(valid, xy - lse, torch.zeros_like(lse))
-        ctx.save_for_backward(x, safe_y, valid, lse)
+            s = slice(i, i + chunk)
+            lse[s], out[s], e = _block_forward(x[s].to(dt), safe_y[s], valid[s], temperature, with_entropy)
+            if with_entropy:
+                ent[s] = e
+        ctx.save_for_backward(x, safe_y, valid, lse, ent)
         ctx.temperature, ctx.chunk = temperature, chunk
-        return out
+        return (out, ent) if with_entropy else out
 
     @staticmethod
-    def backward(ctx, g):
-        x, y, valid, lse = ctx.saved_tensors
-        T, chunk = ctx.temperature, ctx.chunk
+    def backward(ctx, g, gH=None):
+        x, y, valid, lse, ent = ctx.saved_tensors
         dx = torch.empty_like(x)                                        # fresh buffer: the logits stay untouched
-        gs = torch.where(valid, g.to(lse.dtype), torch.zeros_like(lse)) / T
-        for i in range(0, x.shape[0], chunk):
-            p = x[i:i + chunk].to(lse.dtype, copy=True)                 # one temporary per block, then in place:
-            if T != 1.0:
-                p.div_(T)
-            p.sub_(lse[i:i + chunk, None]).exp_().neg_()                # -softmax(x / T)
-            p.scatter_add_(-1, y[i:i + chunk, None], torch.ones_like(p[:, :1]))   # onehot - softmax
-            p.mul_(gs[i:i + chunk, None])
-            dx[i:i + chunk] = p
-        return dx, None, None, None, None
+        g = torch.where(valid, g.to(lse.dtype), 0.0)
+        gH = None if gH is None else gH.to(lse.dtype)
+        for i in range(0, x.shape[0], ctx.chunk):
+            s = slice(i, i + ctx.chunk)
+            dx[s] = _block_grad(x[s].to(lse.dtype), y[s], lse[s], ent[s], g[s], None if gH is None else gH[s],
+                                ctx.temperature)
+        return dx, None, None, None, None, None
+
+
+class _LinearChunked(torch.autograd.Function):
+    """logprobs (and entropy) of logits h @ w.T that never exist whole: each block of rows computes its logits,
+    keeps the LSE (and H), and drops them; backward recomputes them block by block (one more matmul) and returns
+    dh = dz @ w and dw = sum over blocks of dz.T @ h (Liger-Kernel's fused linear cross-entropy, per token)."""
+    @staticmethod
+    def forward(ctx, h, w, y, temperature, ignore_index, chunk, with_entropy):  # h (N, C), w (V, C), y (N,)
+        dt = _compute_dtype(h)
+        valid = y != ignore_index
+        safe_y = torch.where(valid, y, 0).long()
+        lse, out, ent = (torch.empty(h.shape[0], dtype=dt, device=h.device) for _ in range(3))
+        for i in range(0, h.shape[0], chunk):
+            s = slice(i, i + chunk)
+            z = (h[s] @ w.t()).to(dt)                                   # (n, V): this block's logits only
+            lse[s], out[s], e = _block_forward(z, safe_y[s], valid[s], temperature, with_entropy)
+            if with_entropy:
+                ent[s] = e
+        ctx.save_for_backward(h, w, safe_y, valid, lse, ent)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        return (out, ent) if with_entropy else out
+
+    @staticmethod
+    def backward(ctx, g, gH=None):
+        h, w, y, valid, lse, ent = ctx.saved_tensors
+        dt = lse.dtype
+        g = torch.where(valid, g.to(dt), 0.0)
+        gH = None if gH is None else gH.to(dt)
+        wd = w.to(dt)
+        dh = torch.empty(h.shape, dtype=dt, device=h.device)            # (N, C)
+        dw = torch.zeros(w.shape, dtype=dt, device=w.device)            # (V, C)
+        for i in range(0, h.shape[0], ctx.chunk):
+            s = slice(i, i + ctx.chunk)
+            hs = h[s].to(dt)
+            dz = _block_grad((h[s] @ w.t()).to(dt), y[s], lse[s], ent[s], g[s], None if gH is None else gH[s],
+                             ctx.temperature)                           # (n, V)
+            dh[s] = dz @ wd
+            dw.addmm_(dz.t(), hs)
+        return dh.to(h.dtype), dw.to(w.dtype), None, None, None, None, None
 
 
 class _Triton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, y, temperature, ignore_index, blocks):
+    def forward(ctx, x, y, temperature, ignore_index, blocks, with_entropy):
         from kernels import triton_logprobs as k
         N, V = x.shape
         dt = _compute_dtype(x)
-        out = torch.empty(N, dtype=dt, device=x.device)
-        lse = torch.empty(N, dtype=dt, device=x.device)
+        out, lse, ent = (torch.empty(N, dtype=dt, device=x.device) for _ in range(3))
         bn, bv = blocks
-        k._fwd[(triton_cdiv(N, bn),)](x, y, out, lse, N, V, x.stride(0), 1.0 / temperature, ignore_index,
-                                      F64=dt == torch.float64, BLOCK_N=bn, BLOCK_V=bv)
-        ctx.save_for_backward(x, y, lse)
-        ctx.args = (temperature, ignore_index, blocks)
-        return out
+        k._fwd[(triton_cdiv(N, bn),)](x, y, out, lse, ent, N, V, x.stride(0), 1.0 / temperature, ignore_index,
+                                      F64=dt == torch.float64, ENTROPY=with_entropy, BLOCK_N=bn, BLOCK_V=bv)
+        ctx.save_for_backward(x, y, lse, ent)
+        ctx.args = (temperature, ignore_index, blocks, with_entropy)
+        return (out, ent) if with_entropy else out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, g, gH=None):
         from kernels import triton_logprobs as k
-        x, y, lse = ctx.saved_tensors
-        temperature, ignore_index, (bn, bv) = ctx.args
+        x, y, lse, ent = ctx.saved_tensors
+        temperature, ignore_index, (bn, bv), with_entropy = ctx.args
         N, V = x.shape
         dx = torch.empty_like(x)                                        # fresh buffer: never write the logits
-        k._bwd[(triton_cdiv(N, bn),)](x, y, g.contiguous(), lse, dx, N, V, x.stride(0), 1.0 / temperature,
-                                      ignore_index, F64=lse.dtype == torch.float64, BLOCK_N=bn, BLOCK_V=bv)
-        return dx, None, None, None, None
+        gH = gH.contiguous() if with_entropy else g                     # (unread without ENTROPY)
+        k._bwd[(triton_cdiv(N, bn),)](x, y, g.contiguous(), lse, dx, gH, ent, N, V, x.stride(0), 1.0 / temperature,
+                                      ignore_index, F64=lse.dtype == torch.float64, ENTROPY=with_entropy,
+                                      BLOCK_N=bn, BLOCK_V=bv)
+        return dx, None, None, None, None, None
 
 
 def triton_ready(x) -> bool:
@@ -142,18 +215,46 @@ def _pow2_at_most(n: int, cap: int) -> int:
     return p
 
 
+def _chunk_rows(V: int, chunk: int | None) -> int:
+    return chunk or max(1, 2**21 // V)                                  # ~8 MiB of fp32 temporaries per block
+
+
 def logprobs(logits, targets, temperature: float = 1.0, backend: str = "auto", ignore_index: int = -100,
-             chunk: int | None = None, block_n: int | None = None, block_v: int | None = None):
-    """fp32 (fp64 for fp64 inputs) log-probability of each target; shape of `targets`. See the module docstring."""
+             chunk: int | None = None, block_n: int | None = None, block_v: int | None = None,
+             with_entropy: bool = False):
+    """fp32 (fp64 for fp64 inputs) log-probability of each target; shape of `targets`. With `with_entropy`, also
+    the entropy of softmax(logits / T) at each position: (logp, H). See the module docstring."""
     _check(logits, targets, temperature, backend, ignore_index)
     if backend == "auto":
         backend = "triton" if logits.is_cuda else "chunked"
     if backend == "torch":
-        return logprobs_torch(logits, targets, temperature, ignore_index)
+        return logprobs_torch(logits, targets, temperature, ignore_index, with_entropy)
     V = logits.shape[-1]
     x, y = logits.reshape(-1, V), targets.reshape(-1)
     if backend == "chunked":
-        chunk = chunk or max(1, 2**21 // V)                             # ~8 MiB of fp32 temporaries per block
-        return _Chunked.apply(x, y, temperature, ignore_index, chunk).view(targets.shape)
-    blocks = triton_blocks(logits, V, block_n, block_v)
-    return _Triton.apply(x.contiguous(), y.contiguous(), temperature, ignore_index, blocks).view(targets.shape)
+        out = _Chunked.apply(x, y, temperature, ignore_index, _chunk_rows(V, chunk), with_entropy)
+    else:
+        blocks = triton_blocks(logits, V, block_n, block_v)
+        out = _Triton.apply(x.contiguous(), y.contiguous(), temperature, ignore_index, blocks, with_entropy)
+    return tuple(o.view(targets.shape) for o in out) if with_entropy else out.view(targets.shape)
+
+
+def linear_logprobs(hidden, weight, targets, temperature: float = 1.0, backend: str = "auto",
+                    ignore_index: int = -100, chunk: int | None = None, with_entropy: bool = False):
+    """logprobs(hidden @ weight.T, targets, ...) for hidden (..., C) and an lm_head weight (V, C), with gradients to
+    both. "chunked" never holds the (N, V) logits, nor their gradient: each block of rows makes its logits, keeps
+    the LSE (and H) and drops them; backward remakes them (one more matmul per block) and accumulates dh and dw.
+    "torch" and "triton" compute the logits with one matmul, then call `logprobs`; "auto" is triton on CUDA,
+    chunked elsewhere."""
+    if weight.dim() != 2 or hidden.shape[-1:] != weight.shape[1:]:
+        raise ValueError(f"hidden {tuple(hidden.shape)} and weight {tuple(weight.shape)} do not match: the weight "
+                         f"must be (V, C) with C = hidden.shape[-1]")
+    _check(hidden, targets, temperature, backend, ignore_index, name="hidden", V=weight.shape[0])
+    if backend == "auto":
+        backend = "triton" if hidden.is_cuda else "chunked"
+    if backend != "chunked":
+        return logprobs(hidden @ weight.t(), targets, temperature, backend, ignore_index, with_entropy=with_entropy)
+    C = hidden.shape[-1]
+    out = _LinearChunked.apply(hidden.reshape(-1, C), weight, targets.reshape(-1), temperature, ignore_index,
+                               _chunk_rows(weight.shape[0], chunk), with_entropy)
+    return tuple(o.view(targets.shape) for o in out) if with_entropy else out.view(targets.shape)

@@ -6,9 +6,8 @@ slow loop or a case worked by hand. Conventions follow CleanRL / TRL / verl (see
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from kernels.logprobs import logprobs
+from kernels.logprobs import linear_logprobs, logprobs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -49,10 +48,11 @@ def token_logprobs(logits, targets, temperature: float = 1.0):
     return logprobs(logits, targets, temperature, backend="auto")
 
 
-def entropy_from_logits(logits, temperature: float = 1.0):
-    """H = -sum_v p_v log p_v per position: (B, T, V) -> (B, T)."""
-    logp = F.log_softmax(logits.float() / temperature, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+def hidden_logprobs(h, weight, targets, temperature: float = 1.0, with_entropy: bool = False):
+    """token_logprobs of the logits h @ weight.T (h (B, T, C), the lm_head weight (V, C)) and, with `with_entropy`,
+    the entropy H = -sum_v p_v log p_v per position: (logp, H), each (B, T) fp32. Off CUDA the (B, T, V) logits and their gradient are never
+    made whole (kernels.linear_logprobs, "chunked"); on CUDA one matmul, then the fused Triton kernel."""
+    return linear_logprobs(h, weight, targets, temperature, backend="auto", with_entropy=with_entropy)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from nanoreason.distributed import rank_seed, shard, unwrap
 from nanoreason.evaluate import prompt_text
 from nanoreason.model import GPT
 from nanoreason.rewards import compound_reward, format_reward, outcome_reward, step_end_tokens, token_rewards
-from nanoreason.rl import entropy_from_logits, token_logprobs
+from nanoreason.rl import hidden_logprobs
 from nanoreason.sampling import Rollout, generate
 from nanoreason.tasks import check_steps, split_steps, stream
 from nanoreason.tokenizer import Tokenizer
@@ -96,9 +96,9 @@ def completion_hidden(model: GPT, ids, mask, P: int):
 
 
 def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, with_entropy: bool = True):
-    """(log-probs (B, T), entropy (B, T) or None, hidden states (B, T, C)) of the completion tokens ids[:, P:]."""
+    """(log-probs (B, T), entropy (B, T) or None, hidden states (B, T, C)) of the completion tokens ids[:, P:].
+    The lm_head is fused with the log-softmax (rl.hidden_logprobs): on CPU the (B, T, V) logits never exist whole."""
     h = completion_hidden(model, ids, mask, P)                         # (B, T, C)
-    logits = unwrap(model).lm_head(h)                                  # (B, T, V)
-    logp = token_logprobs(logits, ids[:, P:], temperature)
-    ent = entropy_from_logits(logits, temperature) if with_entropy else None
+    out = hidden_logprobs(h, unwrap(model).lm_head.weight, ids[:, P:], temperature, with_entropy)
+    logp, ent = out if with_entropy else (out, None)
     return logp, ent, h

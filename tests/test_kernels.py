@@ -3,7 +3,7 @@ against a float64 reference."""
 import pytest
 import torch
 
-from kernels.logprobs import logprobs, logprobs_torch
+from kernels.logprobs import linear_logprobs, logprobs, logprobs_torch
 
 BACKENDS = ["chunked", "triton"]
 
@@ -78,6 +78,68 @@ def test_gradcheck_float64(backend):
     x = torch.randn(3, 11, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 5, 10])
     assert torch.autograd.gradcheck(lambda t: logprobs(t, y, 0.8, backend=backend, block_v=4, chunk=2), (x,))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("V", [1, 7, 65])
+def test_entropy_and_its_gradient(backend, V):
+    """with_entropy: H = -sum p log p of softmax(x / T) and its gradient, beside the log-probs, against float64 eager
+    autograd; -inf entries (0 log 0 = 0), a constant row, huge logits, an ignored target, several tiles/blocks."""
+    torch.manual_seed(V)
+    x, y = torch.randn(6, V) * 3, torch.randint(0, V, (6,))
+    x[0, 1:] = float("-inf")
+    x[1] = 2.0
+    x[2, 0] = 1e4
+    y[3] = -100
+    for T in (1.0, 0.7):
+        xb, xr = x.clone().requires_grad_(), x.double().requires_grad_()
+        lp, ent = logprobs(xb, y, T, backend=backend, with_entropy=True, block_v=16, chunk=4)
+        lr, er = logprobs_torch(xr, y, T, with_entropy=True)
+        torch.testing.assert_close(ent.double(), er, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(lp.double(), lr, atol=1e-5, rtol=1e-5)
+        g, gH = torch.randn(6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+        (gx,) = torch.autograd.grad((lp.double() * g + ent.double() * gH).sum(), xb)
+        (gr,) = torch.autograd.grad((lr * g + er * gH).sum(), xr)
+        torch.testing.assert_close(gx.double(), gr, atol=1e-5, rtol=1e-4)
+    assert abs(ent[1].item() - torch.log(torch.tensor(float(V))).item()) < 1e-5 and abs(ent[0].item()) < 1e-6
+    x64 = torch.randn(3, 11, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: [o * 1 for o in logprobs(t, torch.tensor([0, 5, 10]), 0.8, backend=backend,
+                                                                       with_entropy=True, block_v=4, chunk=2)], (x64,))
+
+
+@pytest.mark.parametrize("T", [1.0, 0.6])
+def test_linear_logprobs_never_needs_the_logits(T):
+    """The fused lm_head + log-softmax (chunked over rows, logits remade in backward) against eager float64 autograd
+    through h @ w.T: log-probs, entropy and the gradients to both the hidden states and the weight."""
+    torch.manual_seed(4)
+    h, w = torch.randn(3, 7, 16), torch.randn(50, 16)
+    y = torch.randint(0, 50, (3, 7))
+    y[0, 2] = -100
+    hb, wb = h.clone().requires_grad_(), w.clone().requires_grad_()
+    hr, wr = h.double().requires_grad_(), w.double().requires_grad_()
+    lp, ent = linear_logprobs(hb, wb, y, T, backend="chunked", chunk=4, with_entropy=True)    # 6 blocks of rows
+    lr, er = logprobs_torch(hr @ wr.T, y, T, with_entropy=True)
+    torch.testing.assert_close(lp.double(), lr, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent.double(), er, atol=1e-5, rtol=1e-5)
+    g, gH = torch.randn(3, 7, dtype=torch.float64), torch.randn(3, 7, dtype=torch.float64)
+    got = torch.autograd.grad((lp.double() * g + ent.double() * gH).sum(), (hb, wb))
+    want = torch.autograd.grad((lr * g + er * gH).sum(), (hr, wr))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
+    assert torch.equal(hb.detach(), h) and torch.equal(wb.detach(), w)                # inputs never written
+    h64, w64 = h[:1, :3].double().requires_grad_(), w[:9].double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: linear_logprobs(a, b, y[:1, :3] % 9, T, backend="chunked", chunk=2),
+                                    (h64, w64))
+
+
+def test_linear_logprobs_bad_input_is_named():
+    h, w, y = torch.randn(2, 3, 8), torch.randn(20, 8), torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"hidden \(2, 3, 8\) and weight \(20, 4\) do not match"):
+        linear_logprobs(h, torch.randn(20, 4), y)
+    with pytest.raises(ValueError, match="target 20 is out of range for a vocabulary of 20"):
+        linear_logprobs(h, w, y + 20)
+    with pytest.raises(ValueError, match=r"hidden \(2, 3, 8\) and targets \(2, 4\) do not match"):
+        linear_logprobs(h, w, torch.zeros(2, 4, dtype=torch.long))
 
 
 @pytest.mark.parametrize("kw, err, msg", [

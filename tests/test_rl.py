@@ -138,8 +138,11 @@ def test_logprobs_entropy_and_diagnostics():
     tgt = torch.randint(0, 7, (2, 3))
     ref = torch.log_softmax(logits.double() / 0.7, -1).gather(-1, tgt[..., None]).squeeze(-1)
     torch.testing.assert_close(rl.token_logprobs(logits, tgt, 0.7).double(), ref, atol=1e-5, rtol=1e-5)
-    p = torch.softmax(logits.double(), -1)
-    torch.testing.assert_close(rl.entropy_from_logits(logits).double(), -(p * p.log()).sum(-1), atol=1e-5, rtol=1e-5)
+    w, h = torch.randn(7, 5), torch.randn(2, 3, 5)                     # the lm_head fused in: logits = h @ w.T
+    p = torch.softmax((h @ w.T).double() / 0.7, -1)
+    logp, ent = rl.hidden_logprobs(h, w, tgt, 0.7, with_entropy=True)
+    torch.testing.assert_close(logp.double(), p.log().gather(-1, tgt[..., None]).squeeze(-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent.double(), -(p * p.log()).sum(-1), atol=1e-5, rtol=1e-5)
     m = torch.ones(2, 3)
     assert rl.approx_kl(ref, ref, m).item() == 0
     ret = torch.randn(2, 3)
