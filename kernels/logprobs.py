@@ -86,19 +86,27 @@ def _block_grad(z, y, lse, ent, g, gH, T: float):
     return dz if T == 1.0 else dz.div_(T)
 
 
+def _forward_blocks(block_logits, N: int, y, ignore_index: int, T: float, chunk: int, with_entropy: bool, dt):
+    """_block_forward over blocks of `chunk` rows; block_logits(rows) makes one block's logits (n, V) in dtype dt.
+    -> (target ids with ignored ones set to 0, valid mask, LSE, log-probs, entropy (unset without with_entropy))."""
+    valid = y != ignore_index
+    safe_y = torch.where(valid, y, 0).long()
+    lse, out, ent = (torch.empty(N, dtype=dt, device=y.device) for _ in range(3))
+    for i in range(0, N, chunk):                                        # one block of rows at a time
+        s = slice(i, i + chunk)
+        lse[s], out[s], e = _block_forward(block_logits(s), safe_y[s], valid[s], T, with_entropy)
+        if with_entropy:
+            ent[s] = e
+    return safe_y, valid, lse, out, ent
+
+
 class _Chunked(torch.autograd.Function):
     """logprobs (and entropy) from logits x (N, V), `chunk` rows at a time; saves only the LSE (and H) per row."""
     @staticmethod
     def forward(ctx, x, y, temperature, ignore_index, chunk, with_entropy):    # x (N, V), y (N,)
         dt = _compute_dtype(x)
-        valid = y != ignore_index
-        safe_y = torch.where(valid, y, 0).long()
-        lse, out, ent = (torch.empty(x.shape[0], dtype=dt, device=x.device) for _ in range(3))
-        for i in range(0, x.shape[0], chunk):                           # one block of rows at a time
-            s = slice(i, i + chunk)
-            lse[s], out[s], e = _block_forward(x[s].to(dt), safe_y[s], valid[s], temperature, with_entropy)
-            if with_entropy:
-                ent[s] = e
+        safe_y, valid, lse, out, ent = _forward_blocks(lambda s: x[s].to(dt), x.shape[0], y, ignore_index,
+                                                       temperature, chunk, with_entropy, dt)
         ctx.save_for_backward(x, safe_y, valid, lse, ent)
         ctx.temperature, ctx.chunk = temperature, chunk
         return (out, ent) if with_entropy else out
@@ -123,15 +131,9 @@ class _LinearChunked(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, w, y, temperature, ignore_index, chunk, with_entropy):  # h (N, C), w (V, C), y (N,)
         dt = _compute_dtype(h)
-        valid = y != ignore_index
-        safe_y = torch.where(valid, y, 0).long()
-        lse, out, ent = (torch.empty(h.shape[0], dtype=dt, device=h.device) for _ in range(3))
-        for i in range(0, h.shape[0], chunk):
-            s = slice(i, i + chunk)
-            z = (h[s] @ w.t()).to(dt)                                   # (n, V): this block's logits only
-            lse[s], out[s], e = _block_forward(z, safe_y[s], valid[s], temperature, with_entropy)
-            if with_entropy:
-                ent[s] = e
+        ctx.mm_dtype = (h[:1] @ w[:1].t()).dtype                        # bf16 under autocast: backward remakes the
+        safe_y, valid, lse, out, ent = _forward_blocks(                 # logits exactly as forward made them
+            lambda s: (h[s] @ w.t()).to(dt), h.shape[0], y, ignore_index, temperature, chunk, with_entropy, dt)
         ctx.save_for_backward(h, w, safe_y, valid, lse, ent)
         ctx.temperature, ctx.chunk = temperature, chunk
         return (out, ent) if with_entropy else out
@@ -147,11 +149,10 @@ class _LinearChunked(torch.autograd.Function):
         dw = torch.zeros(w.shape, dtype=dt, device=w.device)            # (V, C)
         for i in range(0, h.shape[0], ctx.chunk):
             s = slice(i, i + ctx.chunk)
-            hs = h[s].to(dt)
-            dz = _block_grad((h[s] @ w.t()).to(dt), y[s], lse[s], ent[s], g[s], None if gH is None else gH[s],
-                             ctx.temperature)                           # (n, V)
+            z = (h[s].to(ctx.mm_dtype) @ w.t().to(ctx.mm_dtype)).to(dt)   # (n, V): this block's logits again
+            dz = _block_grad(z, y[s], lse[s], ent[s], g[s], None if gH is None else gH[s], ctx.temperature)
             dh[s] = dz @ wd
-            dw.addmm_(dz.t(), hs)
+            dw.addmm_(dz.t(), h[s].to(dt))
         return dh.to(h.dtype), dw.to(w.dtype), None, None, None, None, None
 
 

@@ -132,6 +132,22 @@ def test_linear_logprobs_never_needs_the_logits(T):
                                     (h64, w64))
 
 
+def test_linear_logprobs_under_bf16_autocast_matches_eager():
+    """--dtype=bfloat16: the block logits are a bf16 matmul forward and again in backward (the same numbers), so the
+    softmax recomputed from the saved LSE sums to 1 and the result matches eager autocast to bf16 precision."""
+    torch.manual_seed(5)
+    h, w, y = torch.randn(64, 32), torch.randn(300, 32) / 4, torch.randint(0, 300, (64,))
+    res = []
+    for fn in (lambda a, b: logprobs_torch(a @ b.T, y), lambda a, b: linear_logprobs(a, b, y, backend="chunked", chunk=16)):
+        a, b = h.clone().requires_grad_(), w.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(a, b)
+        res.append((out, *torch.autograd.grad(out.sum(), (a, b))))
+    assert res[1][0].dtype == torch.float32
+    for u, v in zip(*res):
+        torch.testing.assert_close(u.float(), v.float(), atol=3e-2, rtol=3e-2)
+
+
 def test_linear_logprobs_bad_input_is_named():
     h, w, y = torch.randn(2, 3, 8), torch.randn(20, 8), torch.zeros(2, 3, dtype=torch.long)
     with pytest.raises(ValueError, match=r"hidden \(2, 3, 8\) and weight \(20, 4\) do not match"):
