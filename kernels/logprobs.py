@@ -226,6 +226,15 @@ def logprobs(logits, targets, temperature: float = 1.0, backend: str = "auto", i
     """fp32 (fp64 for fp64 inputs) log-probability of each target; shape of `targets`. With `with_entropy`, also
     the entropy of softmax(logits / T) at each position: (logp, H). See the module docstring."""
     _check(logits, targets, temperature, backend, ignore_index)
+    return _logprobs(logits, targets, temperature, backend, ignore_index, chunk, block_n, block_v, with_entropy)
+
+
+def _shaped(out, shape, with_entropy: bool):
+    return tuple(o.view(shape) for o in out) if with_entropy else out.view(shape)
+
+
+def _logprobs(logits, targets, temperature, backend, ignore_index, chunk, block_n, block_v, with_entropy):
+    """`logprobs` after its checks (linear_logprobs has made them already, on the hidden states)."""
     if backend == "auto":
         backend = "triton" if logits.is_cuda else "chunked"
     if backend == "torch":
@@ -237,7 +246,7 @@ def logprobs(logits, targets, temperature: float = 1.0, backend: str = "auto", i
     else:
         blocks = triton_blocks(logits, V, block_n, block_v)
         out = _Triton.apply(x.contiguous(), y.contiguous(), temperature, ignore_index, blocks, with_entropy)
-    return tuple(o.view(targets.shape) for o in out) if with_entropy else out.view(targets.shape)
+    return _shaped(out, targets.shape, with_entropy)
 
 
 def linear_logprobs(hidden, weight, targets, temperature: float = 1.0, backend: str = "auto",
@@ -253,9 +262,10 @@ def linear_logprobs(hidden, weight, targets, temperature: float = 1.0, backend: 
     _check(hidden, targets, temperature, backend, ignore_index, name="hidden", V=weight.shape[0])
     if backend == "auto":
         backend = "triton" if hidden.is_cuda else "chunked"
-    if backend != "chunked":
-        return logprobs(hidden @ weight.t(), targets, temperature, backend, ignore_index, with_entropy=with_entropy)
+    if backend != "chunked":                                            # checked once, above
+        return _logprobs(hidden @ weight.t(), targets, temperature, backend, ignore_index, chunk, None, None,
+                         with_entropy)
     C = hidden.shape[-1]
     out = _LinearChunked.apply(hidden.reshape(-1, C), weight, targets.reshape(-1), temperature, ignore_index,
                                _chunk_rows(weight.shape[0], chunk), with_entropy)
-    return tuple(o.view(targets.shape) for o in out) if with_entropy else out.view(targets.shape)
+    return _shaped(out, targets.shape, with_entropy)
