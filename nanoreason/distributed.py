@@ -147,5 +147,8 @@ def masked_whiten(x, mask, eps: float = 1e-8):
 
 
 def cleanup():
+    """Leave the process group together: a rank that tears gloo down while rank 0 is still evaluating can abort
+    ("terminate called without an active exception"), so every rank waits for the others first."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
