@@ -29,7 +29,7 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.pretrained import load_gpt2
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
-from nanoreason.tokenizer import Tokenizer
+from nanoreason.tokenizer import PATTERNS, Tokenizer
 from nanoreason.training import DTYPES, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
 
 
@@ -47,6 +47,7 @@ class SFTConfig:
     gsm8k_test: str = ""           # ... and to evaluate on
     # tokenizer and model
     vocab_size: int = 512          # BPE tokens, before the special tokens
+    numbers: str = "digits"        # digits: "23" is "2","3"; whole: a number's digits may merge into one token
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
@@ -88,6 +89,7 @@ class SFTConfig:
         check(self.eval_interval > 0, f"eval_interval must be > 0, got {self.eval_interval}")
         check(self.eval_problems > 0, f"eval_problems must be > 0, got {self.eval_problems}")
         check(self.vocab_size >= 256, f"vocab_size must be >= 256 (one token per byte), got {self.vocab_size}")
+        check(self.numbers in PATTERNS, f"numbers must be one of {sorted(PATTERNS)}, got {self.numbers!r}")
         self.task()   # validates the task knobs
         self.model_config(self.vocab_size + 3)
 
@@ -101,7 +103,7 @@ class SFTConfig:
 
 # fields whose change makes an existing checkpoint unusable for --resume
 RESUME_FIELDS = ("seed", "min_steps", "max_steps", "max_value", "max_factor", "ops", "gsm8k_train", "vocab_size",
-                 "n_layer", "n_head", "n_embd", "block_size", "batch_size", "repeat_step_prob")
+                 "numbers", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "repeat_step_prob")
 
 
 def repeat_a_step(p, rng: random.Random):
@@ -169,7 +171,7 @@ def train(cfg: SFTConfig) -> dict:
             model, tok = load_gpt2(cfg.gpt2_dir, device)
             optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         else:
-            tok = Tokenizer.train(corpus, cfg.vocab_size)
+            tok = Tokenizer.train(corpus, cfg.vocab_size, cfg.numbers)
             model = GPT(cfg.model_config(tok.n_vocab)).to(device)
             optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         start, wall_before = 0, 0.0

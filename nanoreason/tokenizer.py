@@ -4,7 +4,9 @@ tiktoken's `get_encoding("gpt2")` downloads its rank file, so we train the ranks
 them to `tiktoken.Encoding`, which does the fast encoding/decoding. The trainer below is the whole algorithm:
 
   1. pre-split text with a regex (GPT-4's pattern, except that every digit is its own chunk, so "128" is "1","2","8"
-     and arithmetic stays learnable digit by digit; letters of a word may merge into one token);
+     and arithmetic stays learnable digit by digit; letters of a word may merge into one token). `numbers="whole"`
+     keeps a number in one chunk instead, so BPE may merge the frequent ones ("23" one token, "137" two): then
+     18+5=23 is one decision, not a carry over two digits;
   2. start from the 256 single bytes (so any Unicode text can be encoded and round-trips);
   3. repeatedly merge the most frequent adjacent pair of tokens inside chunks into a new token, until `vocab_size`.
 
@@ -22,6 +24,7 @@ from nanoreason.config import ConfigError
 
 # GPT-4 (cl100k) split pattern with \p{N}{1,3} replaced by \p{N}: every digit its own chunk.
 PAT_STR = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+PATTERNS = {"digits": PAT_STR, "whole": PAT_STR.replace(r"|\p{N}|", r"|\p{N}+|")}   # how numbers are split
 EOT = "<|endoftext|>"
 # End-of-text ends every sample and pads batches; the two reward tags serve return-conditioned RL.
 SPECIALS = (EOT, "<|correct|>", "<|incorrect|>")
@@ -73,9 +76,12 @@ class Tokenizer:
         self.eot_id = self.special_ids[EOT]
 
     @classmethod
-    def train(cls, text: str, vocab_size: int = 512) -> "Tokenizer":
-        """`vocab_size` counts the BPE tokens; the special tokens come on top (see `n_vocab`)."""
-        return cls(train_bpe(text, vocab_size))
+    def train(cls, text: str, vocab_size: int = 512, numbers: str = "digits") -> "Tokenizer":
+        """`vocab_size` counts the BPE tokens; the special tokens come on top (see `n_vocab`). `numbers`: "digits"
+        (every digit a token) or "whole" (a number's digits may merge)."""
+        if numbers not in PATTERNS:
+            raise ConfigError(f"numbers must be one of {sorted(PATTERNS)}, got {numbers!r}")
+        return cls(train_bpe(text, vocab_size, PATTERNS[numbers]), pat_str=PATTERNS[numbers])
 
     @property
     def n_vocab(self) -> int:

@@ -53,3 +53,19 @@ def test_bad_tokenizer_file_names_the_file(tmp_path):
     p.write_text('{"tokens": []}')
     with pytest.raises(ConfigError, match="broken.json"):
         Tokenizer.load(str(p))
+
+
+def test_whole_numbers_merge_frequent_numbers_and_survive_save_load(tmp_path):
+    text = "\n".join(p.question + "\n" + p.solution for p in generate(500, "train", seed=0))
+    whole = Tokenizer.train(text, vocab_size=400, numbers="whole")
+    s = "12+5=<<12+5=17>>17\n#### 17"
+    pieces = [whole.decode([i]) for i in whole.encode(s)]
+    assert [p for p in pieces if p.isdigit()] == ["12", "5", "12", "5", "17", "17", "17"]
+    assert whole.decode(whole.encode("1234567 and 3.5")) == "1234567 and 3.5"   # rare numbers: several tokens
+    whole.save(str(tmp_path / "w.json"))                                          # the pattern travels with it
+    assert Tokenizer.load(str(tmp_path / "w.json")).encode(s) == whole.encode(s)
+
+
+def test_unknown_number_split_is_named():
+    with pytest.raises(ConfigError, match="numbers must be one of .*'words'"):
+        Tokenizer.train("abc", 300, numbers="words")
