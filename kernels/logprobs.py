@@ -100,6 +100,16 @@ def _forward_blocks(block_logits, N: int, y, ignore_index: int, T: float, chunk:
     return safe_y, valid, lse, out, ent
 
 
+def _grad_blocks(block_logits, y, valid, lse, ent, g, gH, T: float, chunk: int):
+    """The backward twin of _forward_blocks: (rows, dz) for each block of `chunk` rows, dz = _block_grad of the
+    logits block_logits(rows) remade in the compute dtype. `g`, `gH`: the incoming gradients (gH None: no entropy)."""
+    g = torch.where(valid, g.to(lse.dtype), 0.0)
+    gH = None if gH is None else gH.to(lse.dtype)
+    for i in range(0, lse.shape[0], chunk):
+        s = slice(i, i + chunk)
+        yield s, _block_grad(block_logits(s), y[s], lse[s], ent[s], g[s], None if gH is None else gH[s], T)
+
+
 class _Chunked(torch.autograd.Function):
     """logprobs (and entropy) from logits x (N, V), `chunk` rows at a time; saves only the LSE (and H) per row."""
     @staticmethod
@@ -115,12 +125,9 @@ class _Chunked(torch.autograd.Function):
     def backward(ctx, g, gH=None):
         x, y, valid, lse, ent = ctx.saved_tensors
         dx = torch.empty_like(x)                                        # fresh buffer: the logits stay untouched
-        g = torch.where(valid, g.to(lse.dtype), 0.0)
-        gH = None if gH is None else gH.to(lse.dtype)
-        for i in range(0, x.shape[0], ctx.chunk):
-            s = slice(i, i + ctx.chunk)
-            dx[s] = _block_grad(x[s].to(lse.dtype), y[s], lse[s], ent[s], g[s], None if gH is None else gH[s],
-                                ctx.temperature)
+        for s, dz in _grad_blocks(lambda s: x[s].to(lse.dtype), y, valid, lse, ent, g, gH, ctx.temperature,
+                                  ctx.chunk):
+            dx[s] = dz
         return dx, None, None, None, None, None
 
 
@@ -141,16 +148,14 @@ class _LinearChunked(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, gH=None):
         h, w, y, valid, lse, ent = ctx.saved_tensors
-        dt = lse.dtype
-        g = torch.where(valid, g.to(dt), 0.0)
-        gH = None if gH is None else gH.to(dt)
+        dt, mt = lse.dtype, ctx.mm_dtype
         wd = w.to(dt)
         dh = torch.empty(h.shape, dtype=dt, device=h.device)            # (N, C)
         dw = torch.zeros(w.shape, dtype=dt, device=w.device)            # (V, C)
-        for i in range(0, h.shape[0], ctx.chunk):
-            s = slice(i, i + ctx.chunk)
-            z = (h[s].to(ctx.mm_dtype) @ w.t().to(ctx.mm_dtype)).to(dt)   # (n, V): this block's logits again
-            dz = _block_grad(z, y[s], lse[s], ent[s], g[s], None if gH is None else gH[s], ctx.temperature)
+
+        def remake(rows):                                               # (n, V): this block's logits again
+            return (h[rows].to(mt) @ w.t().to(mt)).to(dt)
+        for s, dz in _grad_blocks(remake, y, valid, lse, ent, g, gH, ctx.temperature, ctx.chunk):
             dh[s] = dz @ wd
             dw.addmm_(dz.t(), h[s].to(dt))
         return dh.to(h.dtype), dw.to(w.dtype), None, None, None, None, None
