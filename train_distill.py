@@ -195,8 +195,9 @@ def train(cfg: DistillConfig) -> dict:
             problems, b = sample_groups(teacher, tok, task_now, cfg.batch_size // cfg.k, cfg.k, seed, {"outcome": 1.0},
                                         cfg.max_new_tokens, cfg.sample_temperature, gen, rank=rank, world=world)
             examples = encode_pairs(tok, keep_verified(problems, b.texts, b.correct.tolist()))
-            row.update(sampled_accuracy=b.correct.mean().item(), kept=int(distributed.all_sum(len(examples))))
-            if distributed.all_sum(len(examples)) > 0:       # none on any rank: the teacher got nothing right
+            kept = int(distributed.all_sum(len(examples)))   # over all ranks
+            row.update(sampled_accuracy=b.correct.mean().item(), kept=kept)
+            if kept:                                         # none on any rank: the teacher got nothing right
                 student.train()
                 with autocast(device, cfg.dtype):
                     loss, n = sft_share(ddp, tok, examples, device)

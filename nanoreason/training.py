@@ -152,7 +152,7 @@ def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, los
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            losses.append(loss.item() if world == 1 else distributed.all_sum(loss.detach().cpu()).item() / world)
+            losses.append(distributed.mean(loss.item()))                        # the minibatch's global mean
             if on_step is not None:
                 on_step(losses)
     return losses
