@@ -6,8 +6,9 @@
     python bench/kernels.py --op=linear --C=128      # kernels.linear_logprobs: the lm_head matmul fused in
 
 Variants: eager (log_softmax + gather; for --op=linear, h @ w.T first), chunked (kernels' pure-torch chunked twin),
-compiled (torch.compile of the eager twin), triton (CUDA only; for --op=linear, a matmul and then the kernel). Each runs in a fresh subprocess; "extra memory" is the peak above the inputs
-(CPU: max resident set size; CUDA: torch.cuda.max_memory_allocated).
+compiled (torch.compile of the eager twin), triton (CUDA only; for --op=linear, a matmul and then the kernel).
+Each runs in a fresh subprocess; "extra memory" is the peak above the inputs (CPU: max resident set size; CUDA:
+torch.cuda.max_memory_allocated).
 """
 import json
 import os
@@ -63,8 +64,10 @@ def variant_fn(c: BenchConfig, variant: str, x, y, t):
     if c.op == "linear":
         h, w = x
         compiled = torch.compile(lambda a, b, y: logprobs_torch(a @ b.t(), y)) if variant == "compiled" else None
-        return {"eager": lambda: logprobs_torch(h @ w.t(), y), "chunked": lambda: linear_logprobs(h, w, y, backend="chunked"),
-                "compiled": lambda: compiled(h, w, y), "triton": lambda: linear_logprobs(h, w, y, backend="triton")}[variant]
+        return {"eager": lambda: logprobs_torch(h @ w.t(), y),
+                "chunked": lambda: linear_logprobs(h, w, y, backend="chunked"),
+                "compiled": lambda: compiled(h, w, y),
+                "triton": lambda: linear_logprobs(h, w, y, backend="triton")}[variant]
     if c.op == "logprobs":
         compiled = torch.compile(logprobs_torch) if variant == "compiled" else None
         return {"eager": lambda: logprobs_torch(x, y), "chunked": lambda: logprobs(x, y, backend="chunked"),
@@ -123,8 +126,10 @@ def main(c: BenchConfig):
         return worker(c)
     cuda = torch.cuda.is_available()
     variants = ["eager", "chunked"] + (["compiled"] if c.compile else []) + (["triton"] if cuda else [])
-    print(f"{c.op}: N={c.N} V={c.V}{f' C={c.C}' if c.op == 'linear' else ''} {c.dtype} on {'CUDA: ' + torch.cuda.get_device_name() if cuda else 'CPU'}; "
-          f"one logits buffer = {c.N * c.V * torch.tensor([], dtype=getattr(torch, c.dtype)).element_size() / 2**30:.2f} GiB")
+    where = "CUDA: " + torch.cuda.get_device_name() if cuda else "CPU"
+    buffer = c.N * c.V * torch.tensor([], dtype=getattr(torch, c.dtype)).element_size() / 2**30
+    print(f"{c.op}: N={c.N} V={c.V}{f' C={c.C}' if c.op == 'linear' else ''} {c.dtype} on {where}; "
+          f"one logits buffer = {buffer:.2f} GiB")
     base = None if cuda else measure_cpu_peak(c, "none")
     rows = {}
     for v in variants:

@@ -49,9 +49,9 @@ def token_logprobs(logits, targets, temperature: float = 1.0):
 
 
 def hidden_logprobs(h, weight, targets, temperature: float = 1.0, with_entropy: bool = False):
-    """token_logprobs of the logits h @ weight.T (h (B, T, C), the lm_head weight (V, C)) and, with `with_entropy`,
-    the entropy H = -sum_v p_v log p_v per position: (logp, H), each (B, T) fp32. Off CUDA the (B, T, V) logits and their gradient are never
-    made whole (kernels.linear_logprobs, "chunked"); on CUDA one matmul, then the fused Triton kernel."""
+    """token_logprobs of the logits h @ weight.T (h (B, T, C), the lm_head weight (V, C)): logp (B, T) fp32; with
+    `with_entropy`, (logp, H) with H = -sum_v p_v log p_v per position. Off CUDA the (B, T, V) logits and their
+    gradient are never made whole (kernels.linear_logprobs, "chunked"); on CUDA one matmul, then the Triton kernel."""
     return linear_logprobs(h, weight, targets, temperature, backend="auto", with_entropy=with_entropy)
 
 
