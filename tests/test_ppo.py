@@ -98,3 +98,14 @@ def test_nan_stops_with_the_step_and_keeps_the_last_checkpoint(sft_ckpt, tmp_pat
     with pytest.raises(train_ppo.NonFiniteLoss, match="at step 2"):
         train_ppo.train(cfg)
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 2
+
+
+def test_step_size_bench_skips_batches_without_contrast_and_names_a_bad_prefix(sft_ckpt):
+    def bench(*args):
+        return subprocess.run([sys.executable, "bench/ppo_step_size.py", f"--sft_ckpt={sft_ckpt}", "--rounds=2",
+                               "--batch_size=8", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = bench()                                  # the 4-step tiny SFT model gets nothing right: no advantage anywhere
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("all 8 answers wrong: no advantage, no step") == 2 and "in 0 of 0 single steps" in r.stdout
+    bad = bench("--freeze=wtf")
+    assert bad.returncode == 2 and "no parameter name starts with 'wtf'" in bad.stderr and "Traceback" not in bad.stderr
