@@ -61,11 +61,9 @@ def main(c: StepConfig):
             continue
         steps += 1
         m = b.completion_mask                                                          # (B, T)
-        with torch.no_grad():
-            old = completion_forward(policy, b.ids, b.mask, b.P, c.temperature, with_entropy=False)[0]
         adv = rl.masked_whiten(b.correct.float()[:, None] * m, m)                     # outcome advantage per token
-        policy.train()
-        logp = completion_forward(policy, b.ids, b.mask, b.P, c.temperature, with_entropy=False)[0]
+        logp = completion_forward(policy, b.ids, b.mask, b.P, c.temperature, with_entropy=False)[0]   # eval mode:
+        old = logp.detach()                                                # no dropout, so this is the sampling policy
         loss, _ = rl.ppo_policy_loss(logp, old, adv, m, 0.2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
