@@ -109,3 +109,27 @@ def test_step_size_bench_skips_batches_without_contrast_and_names_a_bad_prefix(s
     assert r.stdout.count("all 8 answers wrong: no advantage, no step") == 2 and "in 0 of 0 single steps" in r.stdout
     bad = bench("--freeze=wtf")
     assert bad.returncode == 2 and "no parameter name starts with 'wtf'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pairwise_cosine_measures_the_signal_fraction_of_noisy_gradients():
+    from bench.pg_snr import pairwise_cosine
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])                  # pairs: 0, 1/sqrt2, 1/sqrt2
+    assert pairwise_cosine(rows) == pytest.approx(2 ** 0.5 / 3, abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    s = torch.ones(20_000)                                                      # |s|^2 = sigma^2 -> cos ~ 1/2
+    noisy = torch.stack([s + torch.randn(20_000, generator=g) for _ in range(4)])
+    assert pairwise_cosine(noisy) == pytest.approx(0.5, abs=0.03)
+
+
+def test_pg_snr_bench_sees_the_sft_signal_and_no_signal_without_contrast(sft_ckpt, tmp_path):
+    def bench(*args):
+        return subprocess.run([sys.executable, "bench/pg_snr.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
+                               "--batches=3", "--batch_size=8", "--k=2", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+    r = bench()
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["sft"]["cosine"] > 0.2                          # imitation: every batch pulls the same way
+    assert summary["outcome"]["cosine"] == 0 and summary["outcome"]["batch_for_snr_1"] is None   # all wrong: 0
+    bad = bench("--k=3")
+    assert bad.returncode == 2 and "k must be >= 2 and divide batch_size=8" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,113 @@
+"""How much of a policy gradient is signal? Compare independent batch gradients of RL and of SFT.
+
+    python bench/pg_snr.py                                   # the default SFT start (out/sft)
+    python bench/pg_snr.py --sft_ckpt=out/sft_whole/ckpt.pt  # the whole-number start
+
+For each estimator, take the gradient of its loss at the SFT start on `batches` independent batches of fresh
+training problems and average the cosine between every pair. If each batch gradient is g_i = s + n_i (the true
+gradient s plus independent noise of variance sigma^2), then E[cos(g_i, g_j)] ~ |s|^2 / (|s|^2 + sigma^2): the
+fraction of the gradient's squared length that is signal. From it follow the signal-to-noise ratio
+|s| / sigma = sqrt(c / (1 - c)) and the batch that would make it 1: B (1 - c) / c.
+
+Estimators (all token-mean losses over the same completion tokens, trunk parameters only):
+  sft        cross-entropy on the reference solutions (imitation; what continued SFT follows)
+  outcome    REINFORCE on sampled answers, outcome reward whitened over the batch (PPO's first step)
+  steps      per-token credit from the oracle's step verdicts with Delta shaping: each token's return is its own
+             step's verdict (Gao et al. 2024)
+  group      outcome reward minus the mean of `k` samples of the same problem (GRPO / REINFORCE group baseline)
+"""
+import itertools
+import os
+import sys
+from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from nanoreason import rl  # noqa: E402
+from nanoreason.checkpoint import load_start  # noqa: E402
+from nanoreason.config import check, parse_args, run_main  # noqa: E402
+from nanoreason.report import write_summary  # noqa: E402
+from nanoreason.rewards import parse_weights  # noqa: E402
+from nanoreason.rollouts import completion_forward, sample_groups  # noqa: E402
+from nanoreason.tasks import generate  # noqa: E402
+from nanoreason.training import sft_batch, sft_loss  # noqa: E402
+
+
+@dataclass
+class SNRConfig:
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    out_dir: str = "out/pg_snr"
+    batches: int = 6                  # independent batches per estimator: batches * (batches - 1) / 2 pairs
+    batch_size: int = 128             # completions (or reference solutions) per batch
+    k: int = 8                        # samples per problem for `group`
+    temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        check(self.batches >= 2, f"batches must be >= 2 (cosines need pairs), got {self.batches}")
+        check(self.k >= 2 and self.batch_size % self.k == 0,
+              f"k must be >= 2 and divide batch_size={self.batch_size}, got k={self.k}")
+
+
+def pairwise_cosine(grads: torch.Tensor) -> float:
+    """Mean cosine similarity over all pairs of rows of `grads` (N, D)."""
+    return sum(F.cosine_similarity(grads[i], grads[j], 0).item()
+               for i, j in itertools.combinations(range(len(grads)), 2)) / (len(grads) * (len(grads) - 1) / 2)
+
+
+def trunk_grad(model, loss) -> torch.Tensor:
+    """The gradient of `loss` over the transformer's own weights (not the value / reward heads), flattened."""
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "head" not in n and p.grad is not None])
+
+
+def pg_loss(model, b, adv):
+    """REINFORCE: -mean_t A_t log pi(o_t), token mean over the batch (no clip: at the first step the ratio is 1)."""
+    logp, _, _ = completion_forward(model, b.ids, b.mask, b.P, with_entropy=False)   # (B, T)
+    m = b.completion_mask
+    return -rl.masked_mean(adv * logp, m)
+
+
+def main(c: SNRConfig):
+    torch.manual_seed(c.seed)
+    model, tok, task, task_seed = load_start(c.sft_ckpt, "cpu")
+    model.train()
+    gen, grads = torch.Generator(), {"sft": [], "outcome": [], "steps": [], "group": []}
+    for r in range(c.batches):
+        seed = 10_000 + c.seed * 100 + r
+        x, y = sft_batch(tok, generate(c.batch_size, "train", seed, task), model.cfg.block_size)
+        grads["sft"].append(trunk_grad(model, sft_loss(model, x, y)))
+        _, b = sample_groups(model, tok, task, c.batch_size, 1, seed, parse_weights("steps=1"), 64, c.temperature,
+                             gen, shaping="delta")
+        model.train()
+        m = b.completion_mask
+        outcome = rl.masked_whiten(b.correct.float()[:, None].expand_as(m), m)          # (B, T)
+        grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome)))
+        own_step = b.scores.flip(1).cumsum(1).flip(1)           # return-to-go of Delta-shaped verdicts (B, T)
+        grads["steps"].append(trunk_grad(model, pg_loss(model, b, rl.masked_whiten(own_step, m))))
+        _, b = sample_groups(model, tok, task, c.batch_size // c.k, c.k, seed, parse_weights("outcome=1"), 64,
+                             c.temperature, gen)
+        model.train()
+        adv = rl.group_advantages(b.correct.float(), c.k, scale=False)[:, None].expand_as(b.completion_mask)
+        grads["group"].append(trunk_grad(model, pg_loss(model, b, adv)))
+    rows = {}
+    print(f"{c.sft_ckpt}: {c.batches} batches of {c.batch_size}, mean pairwise cosine of the batch gradients")
+    for name, g in grads.items():
+        cos = pairwise_cosine(torch.stack(g))
+        snr = (max(cos, 0.0) / (1 - cos)) ** 0.5
+        need = c.batch_size * (1 - cos) / cos if cos > 0 else float("inf")
+        rows[name] = {"cosine": round(cos, 4), "snr": round(snr, 3), "batch_for_snr_1": round(need)
+                      if need != float("inf") else None}
+        print(f"  {name:8s} cos {cos:+.3f}   signal/noise {snr:.2f}   batch for signal = noise: "
+              + (f"{need:,.0f}" if need != float("inf") else "never (no signal seen)"))
+    os.makedirs(c.out_dir, exist_ok=True)
+    write_summary(os.path.join(c.out_dir, "summary.json"), {"sft_ckpt": c.sft_ckpt, "batches": c.batches,
+                                                            "batch_size": c.batch_size, "k": c.k, **rows})
+
+
+if __name__ == "__main__":
+    run_main(lambda: main(parse_args(SNRConfig)))
