@@ -65,9 +65,10 @@ def trunk_grad(model, loss) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "head" not in n and p.grad is not None])
 
 
-def pg_loss(model, b, adv):
-    """REINFORCE: -mean_t A_t log pi(o_t), token mean over the batch (no clip: at the first step the ratio is 1)."""
-    logp, _, _ = completion_forward(model, b.ids, b.mask, b.P, with_entropy=False)   # (B, T)
+def pg_loss(model, b, adv, temperature: float):
+    """REINFORCE: -mean_t A_t log pi_T(o_t) under the sampling temperature, token mean over the batch (no clip: at
+    the first step the ratio is 1)."""
+    logp, _, _ = completion_forward(model, b.ids, b.mask, b.P, temperature, with_entropy=False)   # (B, T)
     m = b.completion_mask
     return -rl.masked_mean(adv * logp, m)
 
@@ -86,14 +87,14 @@ def main(c: SNRConfig):
         model.train()
         m = b.completion_mask
         outcome = rl.masked_whiten(b.correct.float()[:, None].expand_as(m), m)          # (B, T)
-        grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome)))
+        grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome, c.temperature)))
         own_step = b.scores.flip(1).cumsum(1).flip(1)           # return-to-go of Delta-shaped verdicts (B, T)
-        grads["steps"].append(trunk_grad(model, pg_loss(model, b, rl.masked_whiten(own_step, m))))
+        grads["steps"].append(trunk_grad(model, pg_loss(model, b, rl.masked_whiten(own_step, m), c.temperature)))
         _, b = sample_groups(model, tok, task, c.batch_size // c.k, c.k, seed, parse_weights("outcome=1"), 64,
                              c.temperature, gen)
         model.train()
         adv = rl.group_advantages(b.correct.float(), c.k, scale=False)[:, None].expand_as(b.completion_mask)
-        grads["group"].append(trunk_grad(model, pg_loss(model, b, adv)))
+        grads["group"].append(trunk_grad(model, pg_loss(model, b, adv, c.temperature)))
     rows = {}
     print(f"{c.sft_ckpt}: {c.batches} batches of {c.batch_size}, mean pairwise cosine of the batch gradients")
     for name, g in grads.items():
