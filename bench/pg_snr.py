@@ -13,7 +13,8 @@ Estimators (all token-mean losses over the same completion tokens, trunk paramet
   sft        cross-entropy on the reference solutions (imitation; what continued SFT follows)
   outcome    REINFORCE on sampled answers, outcome reward whitened over the batch (PPO's first step)
   steps      per-token credit from the oracle's step verdicts with Delta shaping: each token's return is its own
-             step's verdict (Gao et al. 2024)
+             step's verdict (Gao et al. 2024); the `####` line after the last step returns 0, as in
+             `train_ppo.py --rewards=steps=1 --shaping=delta` with a zero critic
   group      outcome reward minus the mean of `k` samples of the same problem (GRPO / REINFORCE group baseline)
 """
 import itertools
