@@ -90,6 +90,9 @@ class SFTConfig:
         check(self.eval_problems > 0, f"eval_problems must be > 0, got {self.eval_problems}")
         check(self.vocab_size >= 256, f"vocab_size must be >= 256 (one token per byte), got {self.vocab_size}")
         check(self.numbers in PATTERNS, f"numbers must be one of {sorted(PATTERNS)}, got {self.numbers!r}")
+        check(self.numbers == "digits" or not (self.gpt2_dir or self.init_from),
+              "--numbers sets how a tokenizer trained here splits numbers; with --gpt2_dir or --init_from the "
+              "tokenizer comes from there, so leave --numbers out")
         self.task()   # validates the task knobs
         self.model_config(self.vocab_size + 3)
 

@@ -67,17 +67,15 @@ def trunk_grad(model, loss) -> torch.Tensor:
 
 
 def pg_loss(model, b, adv, temperature: float):
-    """REINFORCE: -mean_t A_t log pi_T(o_t) under the sampling temperature, token mean over the batch (no clip: at
-    the first step the ratio is 1)."""
+    """PPO's clipped loss at its first step (old = new log-probs, ratio 1): its gradient is REINFORCE's."""
     logp, _, _ = completion_forward(model, b.ids, b.mask, b.P, temperature, with_entropy=False)   # (B, T)
-    m = b.completion_mask
-    return -rl.masked_mean(adv * logp, m)
+    return rl.ppo_policy_loss(logp, logp.detach(), adv, b.completion_mask)[0]
 
 
 def main(c: SNRConfig):
     torch.manual_seed(c.seed)
     model, tok, task, task_seed = load_start(c.sft_ckpt, "cpu")
-    model.train()
+    model.eval()                                      # throughout: no dropout, every gradient is the sampling policy's
     gen, grads = torch.Generator(), {"sft": [], "outcome": [], "steps": [], "group": []}
     for r in range(c.batches):
         seed = 10_000 + c.seed * 100 + r
@@ -85,15 +83,13 @@ def main(c: SNRConfig):
         grads["sft"].append(trunk_grad(model, sft_loss(model, x, y)))
         _, b = sample_groups(model, tok, task, c.batch_size, 1, seed, parse_weights("steps=1"), 64, c.temperature,
                              gen, shaping="delta")
-        model.train()
         m = b.completion_mask
-        outcome = rl.masked_whiten(b.correct.float()[:, None].expand_as(m), m)          # (B, T)
+        outcome = rl.masked_whiten(b.correct.float()[:, None] * m, m)                  # (B, T)
         grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome, c.temperature)))
         own_step = b.scores.flip(1).cumsum(1).flip(1)           # return-to-go of Delta-shaped verdicts (B, T)
         grads["steps"].append(trunk_grad(model, pg_loss(model, b, rl.masked_whiten(own_step, m), c.temperature)))
         _, b = sample_groups(model, tok, task, c.batch_size // c.k, c.k, seed, parse_weights("outcome=1"), 64,
                              c.temperature, gen)
-        model.train()
         adv = rl.group_advantages(b.correct.float(), c.k, scale=False)[:, None].expand_as(b.completion_mask)
         grads["group"].append(trunk_grad(model, pg_loss(model, b, adv, c.temperature)))
     rows = {}

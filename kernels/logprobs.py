@@ -137,9 +137,10 @@ class _LinearChunked(torch.autograd.Function):
     dh = dz @ w and dw = sum over blocks of dz.T @ h (Liger-Kernel's fused linear cross-entropy, per token)."""
     @staticmethod
     def forward(ctx, h, w, y, temperature, ignore_index, chunk, with_entropy):  # h (N, C), w (V, C), y (N,)
-        dt = _compute_dtype(h)
-        ctx.mm_dtype = (h[:1] @ w[:1].t()).dtype                        # bf16 under autocast: backward remakes the
-        safe_y, valid, lse, out, ent = _forward_blocks(                 # logits exactly as forward made them
+        dt, dev = _compute_dtype(h), h.device.type                     # the matmul's dtype: bf16 under autocast;
+        ctx.mm_dtype = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev)   # backward remakes the
+                        else torch.promote_types(h.dtype, w.dtype))                      # logits exactly as made here
+        safe_y, valid, lse, out, ent = _forward_blocks(
             lambda s: (h[s] @ w.t()).to(dt), h.shape[0], y, ignore_index, temperature, chunk, with_entropy, dt)
         ctx.save_for_backward(h, w, safe_y, valid, lse, ent)
         ctx.temperature, ctx.chunk = temperature, chunk

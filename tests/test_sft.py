@@ -75,6 +75,7 @@ def run(*args, cwd=ROOT):
     (["--vocab_size=100"], "vocab_size must be >= 256"),
     (["--n_embd=100", "--n_head=3"], "n_embd (100) must be divisible by n_head (3)"),
     (["--gsm8k_train=/nope.jsonl"], "/nope.jsonl: no such file"),
+    (["--numbers=whole", "--init_from=out/sft/ckpt.pt"], "with --gpt2_dir or --init_from the tokenizer comes from"),
 ])
 def test_bad_input_is_one_clear_line(args, message):
     r = run("train_sft.py", *args)
