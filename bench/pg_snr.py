@@ -16,6 +16,14 @@ Estimators (all token-mean losses over the same completion tokens, trunk paramet
              step's verdict (Gao et al. 2024); the `####` line after the last step returns 0, as in
              `train_ppo.py --rewards=steps=1 --shaping=delta` with a zero critic
   group      outcome reward minus the mean of `k` samples of the same problem (GRPO / REINFORCE group baseline)
+
+The batches differ in their *problems* as well as in their samples, so a cosine near 0 can mean either noise or a
+gradient that is about each batch's own problems (its arithmetic facts) and shares nothing with the next batch's.
+Two more figures tell these apart for `outcome`:
+  same problems   the pairwise cosine of `batches` outcome gradients on the first batch's problems, each from fresh
+                  samples: only the sampling noise differs;
+  vs SFT          the cosine between each batch's outcome gradient and the SFT gradient on the same problems: how
+                  far RL's step points where imitation's would.
 """
 import itertools
 import os
@@ -32,8 +40,7 @@ from nanoreason.checkpoint import load_start  # noqa: E402
 from nanoreason.config import check, parse_args, run_main  # noqa: E402
 from nanoreason.report import write_summary  # noqa: E402
 from nanoreason.rewards import parse_weights  # noqa: E402
-from nanoreason.rollouts import completion_forward, sample_groups  # noqa: E402
-from nanoreason.tasks import generate  # noqa: E402
+from nanoreason.rollouts import collect, completion_forward, sample_groups  # noqa: E402
 from nanoreason.training import sft_batch, sft_loss  # noqa: E402
 
 
@@ -72,26 +79,38 @@ def pg_loss(model, b, adv, temperature: float):
     return rl.ppo_policy_loss(logp, logp.detach(), adv, b.completion_mask)[0]
 
 
+def outcome_advantages(b):
+    """The outcome reward (0/1 per answer) on every completion token, whitened over the batch's tokens (B, T)."""
+    m = b.completion_mask
+    return rl.masked_whiten(b.correct.float()[:, None] * m, m)
+
+
 def main(c: SNRConfig):
     torch.manual_seed(c.seed)
     model, tok, task, task_seed = load_start(c.sft_ckpt, "cpu")
     model.eval()                                      # throughout: no dropout, every gradient is the sampling policy's
     gen, grads = torch.Generator(), {"sft": [], "outcome": [], "steps": [], "group": []}
+    first = None
     for r in range(c.batches):
         seed = 10_000 + c.seed * 100 + r
-        x, y = sft_batch(tok, generate(c.batch_size, "train", seed, task), model.cfg.block_size)
+        problems, b = sample_groups(model, tok, task, c.batch_size, 1, seed, parse_weights("steps=1"), 64,
+                                    c.temperature, gen, shaping="delta")
+        first = first or problems
+        x, y = sft_batch(tok, problems, model.cfg.block_size)          # imitation on the very same problems
         grads["sft"].append(trunk_grad(model, sft_loss(model, x, y)))
-        _, b = sample_groups(model, tok, task, c.batch_size, 1, seed, parse_weights("steps=1"), 64, c.temperature,
-                             gen, shaping="delta")
+        grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome_advantages(b), c.temperature)))
         m = b.completion_mask
-        outcome = rl.masked_whiten(b.correct.float()[:, None] * m, m)                  # (B, T)
-        grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome, c.temperature)))
         own_step = b.scores.flip(1).cumsum(1).flip(1)           # return-to-go of Delta-shaped verdicts (B, T)
         grads["steps"].append(trunk_grad(model, pg_loss(model, b, rl.masked_whiten(own_step, m), c.temperature)))
         _, b = sample_groups(model, tok, task, c.batch_size // c.k, c.k, seed, parse_weights("outcome=1"), 64,
                              c.temperature, gen)
         adv = rl.group_advantages(b.correct.float(), c.k, scale=False)[:, None].expand_as(b.completion_mask)
         grads["group"].append(trunk_grad(model, pg_loss(model, b, adv, c.temperature)))
+    same = [grads["outcome"][0]]                     # the first batch's problems again, with fresh samples
+    for r in range(1, c.batches):
+        gen.manual_seed(20_000 + c.seed * 100 + r)
+        b = collect(model, tok, first, parse_weights("outcome=1"), "none", 64, c.temperature, gen)
+        same.append(trunk_grad(model, pg_loss(model, b, outcome_advantages(b), c.temperature)))
     rows = {}
     print(f"{c.sft_ckpt}: {c.batches} batches of {c.batch_size}, mean pairwise cosine of the batch gradients")
     for name, g in grads.items():
@@ -102,6 +121,14 @@ def main(c: SNRConfig):
                       if need != float("inf") else None}
         print(f"  {name:8s} cos {cos:+.3f}   signal/noise {snr:.2f}   batch for signal = noise: "
               + (f"{need:,.0f}" if need != float("inf") else "never (no signal seen)"))
+    same_cos = pairwise_cosine(torch.stack(same))
+    along = [F.cosine_similarity(o, f, 0).item() for o, f in zip(grads["outcome"], grads["sft"])]
+    rows["outcome_same_problems"] = {"cosine": round(same_cos, 4)}
+    rows["outcome_vs_sft"] = {"mean": round(sum(along) / len(along), 4), "min": round(min(along), 4),
+                              "max": round(max(along), 4)}
+    print(f"  outcome on one batch's problems, {c.batches} fresh sets of samples: cos {same_cos:+.3f}")
+    print(f"  outcome vs SFT on the same problems: cos {rows['outcome_vs_sft']['mean']:+.3f} "
+          f"(batches from {min(along):+.3f} to {max(along):+.3f})")
     os.makedirs(c.out_dir, exist_ok=True)
     write_summary(os.path.join(c.out_dir, "summary.json"), {"sft_ckpt": c.sft_ckpt, "batches": c.batches,
                                                             "batch_size": c.batch_size, "k": c.k, **rows})

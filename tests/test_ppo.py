@@ -131,6 +131,7 @@ def test_pg_snr_bench_sees_the_sft_signal_and_no_signal_without_contrast(sft_ckp
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["sft"]["cosine"] > 0.2                          # imitation: every batch pulls the same way
     assert summary["outcome"]["cosine"] == 0 and summary["outcome"]["batch_for_snr_1"] is None   # all wrong: 0
+    assert summary["outcome_same_problems"]["cosine"] == 0 and summary["outcome_vs_sft"]["max"] == 0
     bad = bench("--k=3")
     assert bad.returncode == 2 and "k must be >= 2 and divide batch_size=8" in bad.stderr
     assert "Traceback" not in bad.stderr
