@@ -48,7 +48,7 @@ class PPOConfig:
     shaping: str = "none"                 # step-reward shaping: none, clip, delta, clip+delta (Gao et al. 2024)
     prm_ckpt: str = ""                    # the `steps` reward from this learned PRM (train_prm.py), not the oracle
     # rollouts
-    iters: int = 150
+    iters: int = 400
     batch_size: int = 64                  # completions per iteration
     max_new_tokens: int = 64
     temperature: float = 0.7              # linear schedule temperature -> temperature_end; < 1 focuses
@@ -73,7 +73,7 @@ class PPOConfig:
     kl_target: float = 0.0                # > 0: adapt beta towards this KL per sequence (Ziegler et al. 2019)
     grad_clip: float = 1.0
     # evaluation, logging
-    eval_interval: int = 25
+    eval_interval: int = 50
     eval_problems: int = 256
     show_samples: int = 2                 # completions printed at each evaluation
     resume: bool = False

@@ -224,10 +224,10 @@ ASKS = ["How many {i} does {n} have now?", "How many {i} does {n} have in the en
 @dataclass
 class TaskConfig:
     min_steps: int = 2        # operations per problem (= solution lines before "####")
-    max_steps: int = 3
-    max_value: int = 30       # every quantity (start, operands, intermediate results) stays in [0, max_value]
+    max_steps: int = 2
+    max_value: int = 20       # every quantity (start, operands, intermediate results) stays in [0, max_value]
     max_factor: int = 5       # multipliers and divisors are drawn from [2, max_factor]
-    ops: str = "+-*/"
+    ops: str = "+-*"          # "/" (exact division) is there to add; the first default had 2-3 steps, 30, "+-*/"
 
     def __post_init__(self):
         if not (1 <= self.min_steps <= self.max_steps):
