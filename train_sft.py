@@ -37,12 +37,12 @@ from nanoreason.training import DTYPES, cosine_lr, make_optimizer, pick_device, 
 class SFTConfig:
     out_dir: str = "out/sft"
     seed: int = 0
-    # the task (see nanoreason/tasks.py); or local GSM8K files
-    min_steps: int = 2             # the default task: 2 steps of + - * on numbers up to 20 (README: why)
-    max_steps: int = 2
-    max_value: int = 20
-    max_factor: int = 5
-    ops: str = "+-*"
+    # the task (nanoreason/tasks.py holds its defaults: 2 steps of + - * on numbers up to 20); or local GSM8K files
+    min_steps: int = TaskConfig.min_steps
+    max_steps: int = TaskConfig.max_steps
+    max_value: int = TaskConfig.max_value
+    max_factor: int = TaskConfig.max_factor
+    ops: str = TaskConfig.ops
     gsm8k_train: str = ""          # a local GSM8K .jsonl/.parquet to train on instead of generated problems
     gsm8k_test: str = ""           # ... and to evaluate on
     # tokenizer and model

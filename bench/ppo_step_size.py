@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from bench.pg_snr import outcome_advantages  # noqa: E402
 from nanoreason import rl  # noqa: E402
 from nanoreason.checkpoint import load_start  # noqa: E402
 from nanoreason.config import ConfigError, check, parse_args, run_main  # noqa: E402
@@ -61,7 +62,7 @@ def main(c: StepConfig):
             continue
         steps += 1
         m = b.completion_mask                                                          # (B, T)
-        adv = rl.masked_whiten(b.correct.float()[:, None] * m, m)                     # outcome advantage per token
+        adv = outcome_advantages(b)                                                    # outcome advantage per token
         logp = completion_forward(policy, b.ids, b.mask, b.P, c.temperature, with_entropy=False)[0]   # eval mode:
         old = logp.detach()                                                # no dropout, so this is the sampling policy
         loss, _ = rl.ppo_policy_loss(logp, old, adv, m, 0.2)
