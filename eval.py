@@ -1,9 +1,9 @@
 """Test-time compute on held-out problems: what k samples, a vote and a reward model buy.
 
     python eval.py --ckpt=out/sft/ckpt.pt --k=16
-    python eval.py --ckpt=out/sft/ckpt.pt --k=64 --orm=out/orm/ckpt.pt --prm=out/prm/ckpt.pt --best_of=1,4,16,64
-    python eval.py --k=16 --prm=out/prm/ckpt.pt --beam=4        # + PRM-guided step-level beam search
-    python eval.py --k=16 --prm=out/prm/ckpt.pt --mmr=4         # + a vote over 4 diverse samples (MMR)
+    python eval.py --ckpt=out/sft/ckpt.pt --k=64 --orm_ckpt=out/orm/ckpt.pt --prm_ckpt=out/prm/ckpt.pt --best_of=1,4,16,64
+    python eval.py --k=16 --prm_ckpt=out/prm/ckpt.pt --beam=4        # + PRM-guided step-level beam search
+    python eval.py --k=16 --prm_ckpt=out/prm/ckpt.pt --mmr=4         # + a vote over 4 diverse samples (MMR)
 
 Prints a Havrilla et al. 2024-style table — maj@1 (greedy), maj@k (majority vote of k samples), rerank@k (the
 sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last; and, as the ceiling, the task's step
@@ -23,7 +23,7 @@ from nanoreason.checkpoint import load_model, task_of
 from nanoreason.config import ConfigError, parse_args, run_main
 from nanoreason.evaluate import accuracy
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
-from nanoreason.tasks import extract_answer, generate
+from nanoreason.tasks import extract_answer, make_problems
 from nanoreason.training import pick_device
 
 
@@ -32,8 +32,8 @@ class EvalConfig:
     ckpt: str = "out/sft/ckpt.pt"         # the policy
     k: int = 16                           # samples per problem
     temperature: float = 1.0
-    orm: str = ""                         # an ORM checkpoint (train_orm.py) to rerank with
-    prm: str = ""                         # a PRM checkpoint (train_prm.py) to rerank with
+    orm_ckpt: str = ""                    # an ORM checkpoint (train_orm.py) to rerank with
+    prm_ckpt: str = ""                    # a PRM checkpoint (train_prm.py) to rerank with
     best_of: str = "1,4,16"               # N values for best-of-N (each <= k)
     beam: int = 0                         # > 0: also PRM-guided step-level beam search with this beam width
     expand: int = 4                       # continuations per beam and step in the beam search
@@ -41,7 +41,7 @@ class EvalConfig:
                                           # maximal marginal relevance (relevance: PRM or ORM score) vs the first `mmr`
     eval_problems: int = 256
     max_new_tokens: int = 64
-    out: str = ""                         # JSON path; default out/eval/<policy dir>_k<k>.json
+    out_dir: str = "out/eval"             # writes <out_dir>/<policy dir>_k<k>.json
     seed: int = 0
     device: str = "auto"
 
@@ -52,17 +52,17 @@ def main(c: EvalConfig):
         raise ConfigError(f"k must be >= 1, got {c.k}")
     if c.mmr > c.k:
         raise ConfigError(f"mmr={c.mmr} is larger than k={c.k}, the samples drawn per problem")
-    if c.beam and not c.prm:
-        raise ConfigError("--beam needs --prm: the beam search is guided by a process reward model")
+    if c.beam and not c.prm_ckpt:
+        raise ConfigError("--beam needs --prm_ckpt: the beam search is guided by a process reward model")
     for n in ns:
         if not 0 < n <= c.k:
             raise ConfigError(f"best_of={n} is larger than k={c.k}, the samples drawn per problem (or < 1)")
     device = pick_device(c.device)
     policy, tok, ckpt = load_model(c.ckpt, kind="policy", device=device)
-    rms = {name: rm.load_reward_model(path, name, tok, device) for name, path in (("orm", c.orm), ("prm", c.prm))
+    rms = {name: rm.load_reward_model(path, name, tok, device) for name, path in (("orm", c.orm_ckpt), ("prm", c.prm_ckpt))
            if path}
     task, task_seed = task_of(ckpt.get("config", {}))
-    test = generate(c.eval_problems, "test", task_seed, task)
+    test = make_problems(c.eval_problems, "test", task_seed, task)
     prefix = ckpt.get("extra", {}).get("prefix", [])            # return-conditioned policies ask for <|correct|>
 
     torch.manual_seed(c.seed)
@@ -75,18 +75,18 @@ def main(c: EvalConfig):
     if "orm" in rms:
         scores["ORM"] = group(rm.score(rms["orm"], tok, reps, texts, "orm"))
     oracle = [rm.oracle_labels(p, t) for p, t in zip(reps, texts)]              # what a perfect PRM would say
-    scores["oracle PRM-min"] = group([rm.aggregate(o, "min") for o in oracle])
+    scores["oracle PRM-min"] = group([rm.reduce_steps(o, "min") for o in oracle])
     if "prm" in rms:
         steps = rm.score(rms["prm"], tok, reps, texts, "prm")
-        for how in rm.AGGREGATES:
-            scores[f"PRM-{how}"] = group([rm.aggregate(s, how) for s in steps])
+        for how in rm.STEP_REDUCTIONS:
+            scores[f"PRM-{how}"] = group([rm.reduce_steps(s, how) for s in steps])
 
     k = c.k
     row = {"maj@1 (greedy)": greedy, **sample_metrics(test, answers, k)}
     for name, sc in scores.items():
         row[f"rerank@{k} {name}"] = best_of_n(test, answers, sc, k)           # the best-scored of all k
     if c.beam:
-        prm_min = lambda ps, ts: [rm.aggregate(x, "min") for x in rm.score(rms["prm"], tok, ps, ts, "prm")]  # noqa: E731
+        prm_min = lambda ps, ts: [rm.reduce_steps(x, "min") for x in rm.score(rms["prm"], tok, ps, ts, "prm")]  # noqa: E731
         found = prm_beam_search(policy, tok, prm_min, test, c.beam, c.expand, temperature=c.temperature,
                                 max_new_tokens=c.max_new_tokens)
         row[f"PRM beam search (width {c.beam} x {c.expand})"] = \
@@ -107,10 +107,10 @@ def main(c: EvalConfig):
         print("\nbest-of-N accuracy\n| N | " + " | ".join(best) + " |\n|---|" + "---|" * len(best))
         for n in ns:
             print(f"| {n} | " + " | ".join(f"{best[m][n]:.1%}" for m in best) + " |")
-    out = c.out or os.path.join("out", "eval", f"{os.path.basename(os.path.dirname(os.path.abspath(c.ckpt)))}_k{k}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    out = os.path.join(c.out_dir, f"{os.path.basename(os.path.dirname(os.path.abspath(c.ckpt)))}_k{k}.json")
+    os.makedirs(c.out_dir, exist_ok=True)
     json.dump({"table": row, "best_of_n": best, "k": k, "eval_problems": len(test), "temperature": c.temperature,
-               "ckpt": c.ckpt, "orm": c.orm, "prm": c.prm}, open(out, "w"), indent=2)
+               "ckpt": c.ckpt, "orm_ckpt": c.orm_ckpt, "prm_ckpt": c.prm_ckpt}, open(out, "w"), indent=2)
     print(f"\nsaved {out}")
 
 

@@ -14,7 +14,7 @@ import torch
 from nanoreason.checkpoint import load_model
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import solve
-from nanoreason.tasks import check_steps, extract_answer, generate, split_steps, task_from_config
+from nanoreason.tasks import check_steps, extract_answer, make_problems, split_steps, task_from_config
 
 
 @dataclass
@@ -56,7 +56,7 @@ def main(cfg: SampleConfig):
 
     if cfg.test_problems:
         tcfg = task_from_config(ckpt.get("config", {}))
-        for p in generate(cfg.test_problems, "test", seed=cfg.seed + 12345, cfg=tcfg):
+        for p in make_problems(cfg.test_problems, "test", seed=cfg.seed + 12345, cfg=tcfg):
             print(f"\nQ: {p.question}")
             show(p.question, p)
     elif cfg.question:

@@ -9,13 +9,13 @@
     python train_distill.py --resume                         # continue out/distill/ from its last checkpoint
 
 The teacher is our best RL-trained model (out/ppo/ckpt.pt; trained with train_ppo.py's defaults first if missing).
-The student is a smaller GPT with the teacher's tokenizer: a fresh one of the size below, or `--student_init=` a
+The student is a smaller GPT with the teacher's tokenizer: a fresh one of the size below, or `--init_from=` a
 checkpoint (e.g. a small SFT run). One iteration = `batch_size` sequences (see nanoreason/distill.py):
 
   mode        text the loss is computed on                         loss
   token       reference solutions (--data=dataset) or teacher      T^2 * mean_t D(teacher_t, student_t), D = --kind
               samples (--data=teacher)
-  sequence    the teacher's samples that are right (k per problem)  cross-entropy on those tokens
+  sequence    the teacher's samples that are right (group_size per problem)  cross-entropy on those tokens
   on_policy   the student's own samples                             T^2 * mean_t D(teacher_t, student_t)
 
 bench/distillation.py compares the modes with the same-size student trained by SFT alone and by RL alone.
@@ -41,18 +41,20 @@ from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rollouts import completion_hidden, keep_verified, sample_groups
-from nanoreason.tasks import generate, stream
+from nanoreason.tasks import make_problems, stream
 from nanoreason.training import (DTYPES, autocast, check_finite, cosine_lr, encode_pairs, make_optimizer,
                                  pick_device, sft_batch, sft_share)
 
 MODES = ("token", "sequence", "on_policy")
+
+PPO_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_ppo.py")   # makes a missing teacher
 
 
 @dataclass
 class DistillConfig:
     out_dir: str = "out/distill"
     teacher_ckpt: str = "out/ppo/ckpt.pt"   # the teacher; trained with train_ppo.py's defaults if missing
-    student_init: str = ""                  # "": a fresh student of the size below; or a policy checkpoint
+    init_from: str = ""                  # "": a fresh student of the size below; or a policy checkpoint
     n_layer: int = 2                        # the fresh student (the default teacher: 4 layers, 128 wide)
     n_head: int = 2
     n_embd: int = 64
@@ -63,7 +65,7 @@ class DistillConfig:
     beta: float = 0.5                       # jsd's mixture weight
     temperature: float = 1.0                # softens both distributions in the divergence (loss scaled by T^2)
     sample_temperature: float = 1.0         # of the teacher's / student's samples
-    k: int = 4                              # sequence mode: teacher samples per problem (batch_size // k problems)
+    group_size: int = 4                              # sequence mode: teacher samples per problem (batch_size // group_size problems)
     curriculum: bool = False                # max reasoning steps per problem rises over the first half of training
     iters: int = 600
     batch_size: int = 32                    # sequences per iteration
@@ -91,35 +93,31 @@ class DistillConfig:
         check(self.sample_temperature > 0, f"sample_temperature must be > 0, got {self.sample_temperature}")
         check(self.iters > 0 and self.batch_size > 0, f"iters and batch_size must be > 0, got {self.iters}, "
               f"{self.batch_size}")
-        check(self.k >= 1, f"k must be >= 1, got {self.k}")
-        check(self.mode != "sequence" or self.batch_size >= self.k,
-              f"mode=sequence needs batch_size >= k (batch_size // k problems), got {self.batch_size} < {self.k}")
+        check(self.group_size >= 1, f"group_size must be >= 1, got {self.group_size}")
+        check(self.mode != "sequence" or self.batch_size >= self.group_size,
+              f"mode=sequence needs batch_size >= k (batch_size // group_size problems), got {self.batch_size} < {self.group_size}")
         check(self.eval_interval > 0 and self.eval_problems > 0, "eval_interval and eval_problems must be > 0")
         check(self.backend in ("auto", "torch", "chunked", "triton"),
               f"backend must be auto, torch, chunked or triton, got {self.backend!r}")
 
 
 def load_teacher(path: str, device: str):
-    """(teacher, tokenizer, task, task seed). A missing default teacher is made first: PPO from the SFT model."""
-    if not os.path.exists(path):
-        from train_ppo import PPOConfig, train           # the script's own train(): run from the repository root
-        print(f"no teacher at {path}: training one first with train_ppo.py's defaults")
-        train(PPOConfig(out_dir=os.path.dirname(path) or "."))
-    teacher, tok, task, task_seed = load_start(path, device)
+    """(teacher, tokenizer, task, task seed). A missing teacher is made first: train_ppo.py with its defaults."""
+    teacher, tok, task, task_seed = load_start(path, device, make_with=PPO_SCRIPT)
     return teacher.eval().requires_grad_(False), tok, task, task_seed
 
 
 def make_student(cfg: DistillConfig, teacher: GPT, tok, device: str) -> GPT:
-    if not cfg.student_init:
+    if not cfg.init_from:
         return GPT(GPTConfig(vocab_size=teacher.cfg.vocab_size, block_size=teacher.cfg.block_size,
                              n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)).to(device)
-    student, stok, _ = load_model(cfg.student_init, kind="policy", device=device)
+    student, stok, _ = load_model(cfg.init_from, kind="policy", device=device)
     if stok.to_dict() != tok.to_dict():
-        raise ConfigError(f"{cfg.student_init}: the student's tokenizer differs from the teacher's "
+        raise ConfigError(f"{cfg.init_from}: the student's tokenizer differs from the teacher's "
                           f"({cfg.teacher_ckpt}); distillation compares distributions token by token, so both "
                           f"need the same tokenizer")
     if student.cfg.block_size < teacher.cfg.block_size:
-        raise ConfigError(f"{cfg.student_init}: block_size {student.cfg.block_size} is shorter than the teacher's "
+        raise ConfigError(f"{cfg.init_from}: block_size {student.cfg.block_size} is shorter than the teacher's "
                           f"{teacher.cfg.block_size}")
     return student
 
@@ -142,12 +140,12 @@ def train(cfg: DistillConfig) -> dict:
     optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay)
     student.activation_checkpointing = cfg.activation_checkpointing
     ddp = distributed.wrap(student, world)                     # no head trained; DDP averages gradients over ranks
-    test = generate(cfg.eval_problems, "test", task_seed, task)
+    test = make_problems(cfg.eval_problems, "test", task_seed, task)
     what = f"{cfg.mode}" + (f"/{cfg.data}" if cfg.mode == "token" else "") + \
         (f", {cfg.kind}" if cfg.mode != "sequence" else "")
     start, wall_before, acc_before, teacher_acc = 0, 0.0, None, None
     if cfg.resume:                                   # the same student, the same mode: continue where it stopped
-        same = {k: getattr(cfg, k) for k in ("mode", "data", "kind", "student_init", "n_layer", "n_head", "n_embd")}
+        same = {k: getattr(cfg, k) for k in ("mode", "data", "kind", "init_from", "n_layer", "n_head", "n_embd")}
         ck = resume(ckpt_path, tok, student, optimizer, same=same)
         start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
         acc_before, teacher_acc = ck["extra"]["accuracy_before"], ck["extra"]["teacher_accuracy"]
@@ -192,7 +190,7 @@ def train(cfg: DistillConfig) -> dict:
             loss = distill_loss(s_logits, t_logits, y != -1, cfg.kind, cfg.temperature, cfg.beta, cfg.backend)
             loss = loss * distributed.token_scale(y != -1)
         elif cfg.mode == "sequence":
-            problems, b = sample_groups(teacher, tok, task_now, cfg.batch_size // cfg.k, cfg.k, seed, {"outcome": 1.0},
+            problems, b = sample_groups(teacher, tok, task_now, cfg.batch_size // cfg.group_size, cfg.group_size, seed, {"outcome": 1.0},
                                         cfg.max_new_tokens, cfg.sample_temperature, gen, rank=rank, world=world)
             examples = encode_pairs(tok, keep_verified(problems, b.texts, b.correct.tolist()))
             kept = int(distributed.all_sum(len(examples)))   # over all ranks

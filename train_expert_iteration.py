@@ -5,8 +5,8 @@
     torchrun --nproc_per_node=2 train_expert_iteration.py --device=cpu   # DDP: each samples half the problems;
                                                          # both fine-tune on all kept answers, half a minibatch each
 
-One round (Anthony et al. 2017; STaR, Zelikman et al. 2022; ReST-EM, Singh et al. 2023; Havrilla et al. 2024):
-  1. sample `k` completions for each of `problems_per_round` fresh training problems;
+One iteration (Anthony et al. 2017; STaR, Zelikman et al. 2022; ReST-EM, Singh et al. 2023; Havrilla et al. 2024):
+  1. sample `group_size` completions for each of `prompts_per_iter` fresh training problems;
   2. keep the verified-correct ones (`verify=outcome`: the final answer; `verify=steps`: the answer and every step),
      dropping duplicates of the same completion for the same problem;
   3. fine-tune on the kept set with the SFT loss (`epochs` passes), then repeat with the improved model.
@@ -29,22 +29,24 @@ from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rollouts import keep_verified, sample_groups
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, encode_pairs, finetune, pick_device
+
+SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
 
 @dataclass
 class EIConfig:
     out_dir: str = "out/expert_iteration"
-    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    init_from: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
     seed: int = 0
-    rounds: int = 8
-    problems_per_round: int = 256
-    k: int = 4                            # samples per problem
+    iters: int = 8
+    prompts_per_iter: int = 256
+    group_size: int = 4                            # samples per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
     verify: str = "outcome"               # outcome: the final answer is right; steps: ... and every step is
-    epochs: int = 1                       # passes over each round's kept set
+    epochs: int = 1                       # passes over each iteration's kept set
     batch_size: int = 32
     lr: float = 1e-4
     eval_problems: int = 256
@@ -55,9 +57,9 @@ class EIConfig:
 
     def __post_init__(self):
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
-        check(self.k >= 1, f"k (samples per problem) must be >= 1, got {self.k}")
-        check(self.rounds > 0 and self.problems_per_round > 0 and self.epochs > 0 and self.batch_size > 0,
-              "rounds, problems_per_round, epochs and batch_size must be > 0")
+        check(self.group_size >= 1, f"group_size (samples per problem) must be >= 1, got {self.group_size}")
+        check(self.iters > 0 and self.prompts_per_iter > 0 and self.epochs > 0 and self.batch_size > 0,
+              "iters, prompts_per_iter, epochs and batch_size must be > 0")
         check(self.verify in ("outcome", "steps"), f"verify must be 'outcome' or 'steps', got {self.verify!r}")
         check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
 
@@ -72,38 +74,38 @@ def train(cfg: EIConfig) -> dict:
     if main:
         set_aside(ckpt_path)
 
-    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     policy.activation_checkpointing = cfg.activation_checkpointing
     ddp = distributed.wrap(policy, world)                      # no head trained; DDP averages gradients over ranks
-    test = generate(cfg.eval_problems, "test", task_seed, task)
+    test = make_problems(cfg.eval_problems, "test", task_seed, task)
     log, acc_before = None, None
     if main:                                                   # rank 0 evaluates and logs
         log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
         acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)
         log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
     acc, gen, samples = acc_before, torch.Generator(device=device), 0
-    for rnd in tqdm(range(cfg.rounds), desc="expert iteration", disable=not main):
-        torch.manual_seed(cfg.seed * 1_000_003 + rnd)
-        # ---- 1. sample k per problem
-        problems, b = sample_groups(policy, tok, task, cfg.problems_per_round, cfg.k, cfg.seed * 1_000_003 + rnd,
+    for it in tqdm(range(cfg.iters), desc="expert iteration", disable=not main):
+        torch.manual_seed(cfg.seed * 1_000_003 + it)
+        # ---- 1. sample group_size per problem
+        problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
                                     {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen, rank=rank, world=world)
         samples += len(problems) * world                  # this rank sampled its share of the problems
         # ---- 2. keep the verified ones, deduplicated (every rank gets all ranks' kept ones)
         kept = distributed.all_gather(keep_verified(problems, b.texts, b.correct.tolist(), cfg.verify))
         # ---- 3. imitate them
         examples = encode_pairs(tok, kept)
-        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd,
+        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=it,
                           dtype=cfg.dtype) if examples else []
         train_acc = distributed.mean(b.correct.mean().item())   # over all ranks' samples
         if not main:
             continue
-        acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples)
-        log.log(step=rnd + 1, samples=samples, train_accuracy=train_acc, kept=len(kept),
-                solved=len({p.question for p, _ in kept}) / cfg.problems_per_round,
+        acc = evaluate_and_show(policy, tok, test, it + 1, cfg.show_samples)
+        log.log(step=it + 1, samples=samples, train_accuracy=train_acc, kept=len(kept),
+                solved=len({p.question for p, _ in kept}) / cfg.prompts_per_iter,
                 loss=sum(losses) / max(1, len(losses)), accuracy=acc, wall=time.time() - t0)
-        save_checkpoint(ckpt_path, policy, tok, optimizer, rnd + 1,
+        save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
                         stage_config(task, task_seed, cfg),
                         extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before})
 

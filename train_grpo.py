@@ -5,13 +5,13 @@ other completions of the same prompt.
     python train_grpo.py --dr_grpo           # Dr.GRPO: no std division, a constant length normaliser
     python train_grpo.py --algo=rloo         # leave-one-out baseline
     python train_grpo.py --algo=reinforce    # group-mean baseline, no clip, no KL (nanochat's recipe)
-    python train_grpo.py --init=scratch --rewards=outcome=1,format=0.5 --temperature=1.2 --temperature_end=0.8 \
+    python train_grpo.py --scratch --rewards=outcome=1,format=0.5 --temperature=1.2 --temperature_end=0.8 \
         --ent_coef=0.01 --out_dir=out/pure_rl                # "pure RL" from a model that never saw a solution
 
 One iteration: sample `group_size` completions for each of `prompts_per_iter` fresh problems, score them (one number
 each), turn the scores into advantages within each group, then `epochs` passes of the loss below.
 
-               advantage A_i (on every token of o_i)    loss over tokens (rl.aggregate)   clip   KL (k3) in the loss
+               advantage A_i (on every token of o_i)    loss over tokens (rl.agg_loss)   clip   KL (k3) in the loss
   grpo         (r_i - mean_g r) / std_g r               seq-mean: 1/|o_i| per answer       yes    kl_coef
   --dr_grpo    r_i - mean_g r                           seq-sum-const: 1/max_new_tokens    yes    kl_coef
   rloo         r_i - mean_{j != i} r_j                  token-mean                         yes    kl_coef
@@ -44,18 +44,20 @@ from nanoreason.model import GPT
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, autocast, check_finite, linear, pick_device
 
 ALGOS = ("grpo", "rloo", "reinforce")
+
+SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
 
 @dataclass
 class GRPOConfig:
     out_dir: str = "out/grpo"
-    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
-    init: str = "sft"                     # sft: start from sft_ckpt; scratch: "pure RL" (R1-Zero style) from a
-                                          # random model of the same shape and tokenizer that never saw a solution
+    init_from: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    scratch: bool = False                 # "pure RL": random weights of init_from's shape, with its tokenizer and task
+                                          # (a model that never saw a solution)
     seed: int = 0
     algo: str = "grpo"                    # grpo, rloo or reinforce (see the table above)
     dr_grpo: bool = False                 # with algo=grpo: Dr.GRPO's advantage and normaliser
@@ -89,7 +91,6 @@ class GRPOConfig:
         self.weights = parse_weights(self.rewards)
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
-        check(self.init in ("sft", "scratch"), f"init must be 'sft' or 'scratch', got {self.init!r}")
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose from {', '.join(ALGOS)}")
         check(not self.dr_grpo or self.algo == "grpo", f"--dr_grpo modifies algo=grpo, not algo={self.algo}")
         check(self.group_size >= 2, f"group_size must be >= 2 for a group baseline (got {self.group_size}): "
@@ -144,7 +145,7 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
                 logp, ent, _ = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
             A = adv[idx, None] * mm                                            # (b, T): A_i on every token of o_i
             if cfg.algo == "reinforce":                                        # L = -mean_t A_i log pi(o_it)
-                pg, clipfrac = rl.aggregate(-A * logp, mm, agg), torch.zeros(())
+                pg, clipfrac = rl.agg_loss(-A * logp, mm, agg), torch.zeros(())
             else:
                 old = old_logp[idx] if off_policy else logp.detach()
                 pg, clipfrac = rl.ppo_policy_loss(logp, old, A, mm, cfg.clip_eps, agg=agg, max_len=cfg.max_new_tokens)
@@ -172,8 +173,8 @@ def train(cfg: GRPOConfig) -> dict:
     name = "dr_grpo" if cfg.dr_grpo else cfg.algo
 
     # ---- build: policy, frozen start (for the KL term), optimizer
-    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
-    if cfg.init == "scratch":                                  # keep the tokenizer and the task, forget the weights
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
+    if cfg.scratch:                                  # keep the tokenizer and the task, forget the weights
         policy = GPT(policy.cfg).to(device)
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
     t0 = time.time()
@@ -181,7 +182,7 @@ def train(cfg: GRPOConfig) -> dict:
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     policy.activation_checkpointing = cfg.activation_checkpointing
     ddp = distributed.wrap(policy, world)                      # no critic, no RM; DDP averages gradients over ranks
-    test = generate(cfg.eval_problems, "test", task_seed, task)
+    test = make_problems(cfg.eval_problems, "test", task_seed, task)
     start, wall_before, acc_before = 0, 0.0, None
     if cfg.resume:
         same = {k: getattr(cfg, k) for k in ("algo", "dr_grpo", "group_size")}     # the run's algorithm must not change

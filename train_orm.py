@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=2 train_orm.py --device=cpu    # DDP: each samples for half the problems; both train
                                                               # on all the answers, half a minibatch each
 
-Cobbe et al. 2021: sample `k` answers per training problem from the SFT policy, label each by its final answer, and
+Cobbe et al. 2021: sample `group_size` answers per training problem from the SFT policy, label each by its final answer, and
 train our GPT (initialised from the policy, with its `reward_head`) to predict the label at every completion token.
 Reported: on answers sampled for held-out problems, how often the ORM's verdict (p > 0.5) is right, against the
 base rate of always guessing the majority label. `python eval.py` then uses it to rerank samples (best-of-N).
@@ -24,31 +24,33 @@ from nanoreason import distributed
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, pick_device
+
+SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
 
 @dataclass
 class ORMConfig:
     out_dir: str = "out/orm"
-    sft_ckpt: str = "out/sft/ckpt.pt"     # the policy whose answers are judged; trained first if missing
+    init_from: str = "out/sft/ckpt.pt"     # the policy whose answers are judged; trained first if missing
     seed: int = 0
     problems: int = 512                   # training problems
-    k: int = 4                            # sampled answers per problem
+    group_size: int = 4                            # sampled answers per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
     epochs: int = 2
     batch_size: int = 32
     lr: float = 1e-4
-    eval_problems: int = 128              # held-out problems, k answers each
+    eval_problems: int = 128              # held-out problems, group_size answers each
     device: str = "auto"
     dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
-        check(self.problems > 0 and self.k > 0 and self.epochs > 0 and self.eval_problems > 0,
-              "problems, k, epochs and eval_problems must be > 0")
+        check(self.problems > 0 and self.group_size > 0 and self.epochs > 0 and self.eval_problems > 0,
+              "problems, group_size, epochs and eval_problems must be > 0")
         check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
 
 
@@ -60,11 +62,11 @@ def train(cfg: ORMConfig) -> dict:
     os.makedirs(cfg.out_dir, exist_ok=True)
     if main:
         set_aside(ckpt_path)
-    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     t0 = time.time()
     # ---- data: the policy's own answers, labelled by their final answer
-    train_problems = distributed.shard(generate(cfg.problems, "train", cfg.seed + 1, task), rank, world, "problems")
-    reps, texts, correct = rm.policy_samples(policy, tok, train_problems, cfg.k, cfg.temperature, cfg.max_new_tokens,
+    train_problems = distributed.shard(make_problems(cfg.problems, "train", cfg.seed + 1, task), rank, world, "problems")
+    reps, texts, correct = rm.policy_samples(policy, tok, train_problems, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
                                              distributed.rank_seed(cfg.seed, rank))
     examples = distributed.all_gather([(p, t, [float(c)]) for p, t, c in zip(reps, texts, correct)])   # all ranks'
     right = sum(y[0] for _, _, y in examples)
@@ -79,13 +81,13 @@ def train(cfg: ORMConfig) -> dict:
     if not main:
         return {}
     # ---- held-out: does its verdict match the truth?
-    test = generate(cfg.eval_problems, "test", task_seed, task)
-    t_reps, t_texts, t_correct = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens,
+    test = make_problems(cfg.eval_problems, "test", task_seed, task)
+    t_reps, t_texts, t_correct = rm.policy_samples(policy, tok, test, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
                                                    cfg.seed + 1)
     acc = rm.outcome_accuracy(model, tok, t_reps, t_texts, t_correct)
     base = rm.majority_baseline(t_correct)
     save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
-                    kind="reward_model", extra={"rm": "orm", "policy": cfg.sft_ckpt})
+                    kind="reward_model", extra={"rm": "orm", "policy": cfg.init_from})
     plot_curves(os.path.join(cfg.out_dir, "orm.png"), log.rows, [("ORM loss (binary cross-entropy)", ["loss"])],
                 title=f"ORM: held-out verdict accuracy {acc:.1%} (majority guess {base:.1%})")
     summary = {"verdict_accuracy": acc, "majority_baseline": base, "eval_answers": len(t_texts),

@@ -9,7 +9,7 @@ One iteration (Ouyang et al. 2022 / Ziegler et al. 2019 recipe, CleanRL-style lo
   2. score it: task rewards on tokens (outcome on the last token, optional step rewards on step ends),
      minus beta * KL(policy || SFT reference) on every token;
   3. GAE(gamma, lambda) with the critic's values -> advantages (whitened) and returns;
-  4. `ppo_epochs` passes over minibatches: clipped policy loss + vf_coef * clipped value loss - ent_coef * entropy.
+  4. `epochs` passes over minibatches: clipped policy loss + vf_coef * clipped value loss - ent_coef * entropy.
 
     torchrun --nproc_per_node=2 train_ppo.py --device=cpu    # DDP: each process samples and learns from half the
                                                               # batch; advantages are whitened over all of it
@@ -34,14 +34,16 @@ from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, NonFiniteLoss, autocast, check_finite, linear, pick_device  # noqa: F401
+
+SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
 
 @dataclass
 class PPOConfig:
     out_dir: str = "out/ppo"
-    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    init_from: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
     seed: int = 0
     # rewards
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (e.g. "outcome=1,steps=0.2")
@@ -54,7 +56,7 @@ class PPOConfig:
     temperature: float = 0.7              # linear schedule temperature -> temperature_end; < 1 focuses
     temperature_end: float = 0.7          # the failures on contested tokens rather than on the sampled tail
     # PPO
-    ppo_epochs: int = 2
+    epochs: int = 2
     minibatch_size: int = 32
     lr: float = 3e-5                      # small: Adam's first steps move every weight by ~lr
     critic_lr: float = 3e-3               # value head only: it starts at 0, Adam moves it ~critic_lr a step
@@ -89,8 +91,8 @@ class PPOConfig:
         check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
         check(self.kl_estimator in ("k1", "k2", "k3"), f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
         check(self.kl_target >= 0, f"kl_target must be >= 0, got {self.kl_target}")
-        check(self.iters > 0 and self.batch_size > 0 and self.ppo_epochs > 0 and self.warmup_iters > 0,
-              "iters, batch_size, ppo_epochs and warmup_iters must be > 0")
+        check(self.iters > 0 and self.batch_size > 0 and self.epochs > 0 and self.warmup_iters > 0,
+              "iters, batch_size, epochs and warmup_iters must be > 0")
         check(0 < self.minibatch_size <= self.batch_size,
               f"minibatch_size must be in [1, batch_size={self.batch_size}], got {self.minibatch_size}")
         check(self.temperature > 0 and self.temperature_end > 0, "temperatures must be > 0")
@@ -116,14 +118,14 @@ def advantages(policy, ref, critic, b, beta: float, cfg: PPOConfig, temp: float)
 
 def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, returns, cfg: PPOConfig,
                temp: float, ent_coef: float, it: int) -> list[float]:
-    """`ppo_epochs` passes over shuffled minibatches of the rollout batch `b`; returns the mean of
+    """`epochs` passes over shuffled minibatches of the rollout batch `b`; returns the mean of
     [policy loss, value loss, entropy, clip fraction, approx KL, explained variance]. Under torchrun the models are
     DDP-wrapped and `b` is this rank's share: minibatches of minibatch_size / world, every token-mean scaled to its
     share of the token-mean over all ranks."""
     policy.train()
     critic.train()
     stats, m, n = [], b.completion_mask, b.ids.shape[0]
-    for _ in range(cfg.ppo_epochs):
+    for _ in range(cfg.epochs):
         for idx in torch.randperm(n).split(cfg.minibatch_size // distributed.world_size()):   # this rank's share
             mm = m[idx]
             with autocast(b.ids.device.type, cfg.dtype):
@@ -156,7 +158,7 @@ def train(cfg: PPOConfig) -> dict:
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
 
     # ---- build: policy (+ value head), frozen reference, critic, optimizer
-    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     t0 = time.time()                                   # PPO's own wall time (the automatic SFT not included)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     critic = policy if cfg.critic == "shared" else copy.deepcopy(policy)
@@ -173,7 +175,7 @@ def train(cfg: PPOConfig) -> dict:
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
-    test = generate(cfg.eval_problems, "test", task_seed, task)
+    test = make_problems(cfg.eval_problems, "test", task_seed, task)
 
     if cfg.resume:
         ck = resume(ckpt_path, tok, policy, optimizer, same={"critic": cfg.critic})

@@ -7,7 +7,7 @@
     torchrun --nproc_per_node=2 train_prm.py --labels=mc_hard --device=cpu     # DDP: the sampling and the MC
                                                              # rollouts split over processes, as train_orm.py
 
-Sample `k` answers per training problem from the SFT policy, label every step (see nanoreason/reward_models.py),
+Sample `group_size` answers per training problem from the SFT policy, label every step (see nanoreason/reward_models.py),
 and train a copy of the policy to predict each label at the token that ends the step. Reported: the PRM's step
 accuracy against the oracle on answers sampled for held-out problems — possible only because our task has exact
 step truth — and, for Monte-Carlo labels, how often the labels themselves agree with the oracle as N grows.
@@ -27,25 +27,27 @@ from nanoreason import distributed
 from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, pick_device
+
+SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
 
 @dataclass
 class PRMConfig:
     out_dir: str = "out/prm"
-    sft_ckpt: str = "out/sft/ckpt.pt"     # the policy whose answers are judged; trained first if missing
+    init_from: str = "out/sft/ckpt.pt"     # the policy whose answers are judged; trained first if missing
     seed: int = 0
     labels: str = "oracle"                # oracle, mc_hard, mc_soft, perturbed
     mc_n: int = 8                         # completions per step prefix for the Monte-Carlo labels
     problems: int = 512                   # training problems
-    k: int = 4                            # sampled answers per problem
+    group_size: int = 4                            # sampled answers per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
     epochs: int = 2
     batch_size: int = 32
     lr: float = 1e-4
-    eval_problems: int = 128              # held-out problems, k answers each
+    eval_problems: int = 128              # held-out problems, group_size answers each
     device: str = "auto"
     dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
@@ -54,8 +56,8 @@ class PRMConfig:
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.labels in rm.LABELS, f"unknown labels {self.labels!r}; choose from {', '.join(rm.LABELS)}")
         check(self.mc_n >= 1, f"mc_n must be >= 1, got {self.mc_n}")
-        check(self.problems > 0 and self.k > 0 and self.epochs > 0 and self.eval_problems > 0,
-              "problems, k, epochs and eval_problems must be > 0")
+        check(self.problems > 0 and self.group_size > 0 and self.epochs > 0 and self.eval_problems > 0,
+              "problems, group_size, epochs and eval_problems must be > 0")
         check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
 
 
@@ -67,17 +69,17 @@ def train(cfg: PRMConfig) -> dict:
     os.makedirs(cfg.out_dir, exist_ok=True)
     if main:
         set_aside(ckpt_path)
-    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     t0 = time.time()
     log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
     # ---- data: step labels for the policy's own answers (or for corrupted reference solutions)
-    train_problems = generate(cfg.problems, "train", cfg.seed + 1, task)
+    train_problems = make_problems(cfg.problems, "train", cfg.seed + 1, task)
     agreement = {}
     if cfg.labels == "perturbed":
         examples = rm.perturbed_examples(train_problems, cfg.seed)
     else:
         mine = distributed.shard(train_problems, rank, world, "problems")          # this rank's share of the work
-        reps, texts, _ = rm.policy_samples(policy, tok, mine, cfg.k, cfg.temperature, cfg.max_new_tokens,
+        reps, texts, _ = rm.policy_samples(policy, tok, mine, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
                                            distributed.rank_seed(cfg.seed, rank))
         hits = rm.mc_hits(policy, tok, list(zip(reps, texts)), cfg.mc_n, cfg.temperature, cfg.max_new_tokens) \
             if cfg.labels != "oracle" else [None] * len(reps)
@@ -108,13 +110,13 @@ def train(cfg: PRMConfig) -> dict:
     if not main:
         return {}
     # ---- held-out step accuracy against the oracle
-    test = generate(cfg.eval_problems, "test", task_seed, task)
-    t_reps, t_texts, _ = rm.policy_samples(policy, tok, test, cfg.k, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1)
+    test = make_problems(cfg.eval_problems, "test", task_seed, task)
+    t_reps, t_texts, _ = rm.policy_samples(policy, tok, test, cfg.group_size, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1)
     acc = rm.step_accuracy(model, tok, t_reps, t_texts)
     oracle_test = [y for p, t in zip(t_reps, t_texts) for y in rm.oracle_labels(p, t)]
     base = rm.majority_baseline(oracle_test)
     save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
-                    kind="reward_model", extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.sft_ckpt})
+                    kind="reward_model", extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.init_from})
     panels = [("PRM loss (binary cross-entropy)", ["loss"])]
     if agreement:
         panels.append(("MC hard labels = oracle (fraction of steps)", ["agreement"], {"x": "mc_n"}))

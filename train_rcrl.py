@@ -3,9 +3,9 @@
     python train_rcrl.py                     # from out/sft/ckpt.pt -> out/rcrl/
     torchrun --nproc_per_node=2 train_rcrl.py --device=cpu   # DDP, as train_expert_iteration.py
 
-One round (decision-transformer style, as compared by Havrilla et al. 2024; also "reward-conditioned" SFT, Lu et
+One iteration (decision-transformer style, as compared by Havrilla et al. 2024; also "reward-conditioned" SFT, Lu et
 al.'s Quark, and SteerLM):
-  1. sample `k` completions for each of `problems_per_round` fresh training problems (from round 2 on, asking for a
+  1. sample `group_size` completions for each of `prompts_per_iter` fresh training problems (from iteration 2 on, asking for a
      correct one with the control token);
   2. tag each with its return through a control token before the prompt: <|correct|> or <|incorrect|>;
   3. fine-tune on all of them with the SFT loss on the completion (the tag is context, like the question).
@@ -29,18 +29,20 @@ from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
 from nanoreason.rollouts import sample_groups
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, encode_pairs, finetune, pick_device
+
+SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
 
 @dataclass
 class RCRLConfig:
     out_dir: str = "out/rcrl"
-    sft_ckpt: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    init_from: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
     seed: int = 0
-    rounds: int = 8
-    problems_per_round: int = 256
-    k: int = 4                            # samples per problem
+    iters: int = 8
+    prompts_per_iter: int = 256
+    group_size: int = 4                            # samples per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
     epochs: int = 1
@@ -54,9 +56,9 @@ class RCRLConfig:
 
     def __post_init__(self):
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
-        check(self.k >= 1, f"k (samples per problem) must be >= 1, got {self.k}")
-        check(self.rounds > 0 and self.problems_per_round > 0 and self.epochs > 0 and self.batch_size > 0,
-              "rounds, problems_per_round, epochs and batch_size must be > 0")
+        check(self.group_size >= 1, f"group_size (samples per problem) must be >= 1, got {self.group_size}")
+        check(self.iters > 0 and self.prompts_per_iter > 0 and self.epochs > 0 and self.batch_size > 0,
+              "iters, prompts_per_iter, epochs and batch_size must be > 0")
         check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
 
 
@@ -70,37 +72,37 @@ def train(cfg: RCRLConfig) -> dict:
     if main:
         set_aside(ckpt_path)
 
-    policy, tok, task, task_seed = load_start(cfg.sft_ckpt, device)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     good, bad = tok.special_ids["<|correct|>"], tok.special_ids["<|incorrect|>"]
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     policy.activation_checkpointing = cfg.activation_checkpointing
     ddp = distributed.wrap(policy, world)                      # no head trained; DDP averages gradients over ranks
-    test = generate(cfg.eval_problems, "test", task_seed, task)
+    test = make_problems(cfg.eval_problems, "test", task_seed, task)
     log, acc_before = None, None
     if main:                                                   # rank 0 evaluates and logs
         log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
         acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)        # the start: no tag yet
         log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
     acc, gen, samples = acc_before, torch.Generator(device=device), 0
-    for rnd in tqdm(range(cfg.rounds), desc="rcrl", disable=not main):
-        torch.manual_seed(cfg.seed * 1_000_003 + rnd)
-        # ---- 1. sample k per problem, asking for a correct answer once the model knows the tag
-        problems, b = sample_groups(policy, tok, task, cfg.problems_per_round, cfg.k, cfg.seed * 1_000_003 + rnd,
+    for it in tqdm(range(cfg.iters), desc="rcrl", disable=not main):
+        torch.manual_seed(cfg.seed * 1_000_003 + it)
+        # ---- 1. sample group_size per problem, asking for a correct answer once the model knows the tag
+        problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
                                     {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen,
-                                    prefix=[good] if rnd > 0 else [], rank=rank, world=world)
+                                    prefix=[good] if it > 0 else [], rank=rank, world=world)
         samples += len(problems) * world                  # this rank sampled its share of the problems
         # ---- 2. tag every sample with its return; 3. fine-tune on all of them
         examples = distributed.all_gather([([good if c else bad] + q, a) for (q, a), c in      # all ranks' samples
                                            zip(encode_pairs(tok, zip(problems, b.texts)), b.correct.tolist())])
-        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=rnd, dtype=cfg.dtype)
+        losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=it, dtype=cfg.dtype)
         train_acc = distributed.mean(b.correct.mean().item())   # over all ranks' samples
         if not main:
             continue
-        acc = evaluate_and_show(policy, tok, test, rnd + 1, cfg.show_samples, prefix=[good])
-        log.log(step=rnd + 1, samples=samples, train_accuracy=train_acc,
+        acc = evaluate_and_show(policy, tok, test, it + 1, cfg.show_samples, prefix=[good])
+        log.log(step=it + 1, samples=samples, train_accuracy=train_acc,
                 loss=sum(losses) / len(losses), accuracy=acc, wall=time.time() - t0)
-        save_checkpoint(ckpt_path, policy, tok, optimizer, rnd + 1,
+        save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
                         stage_config(task, task_seed, cfg),
                         extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before,
                                "prefix": [good]})

@@ -1,7 +1,7 @@
 """Stage 1 — supervised fine-tuning (SFT) from scratch on our word problems.
 
     python train_sft.py                      # ~70 seconds on a 2-core CPU; writes out/sft/
-    python train_sft.py --max_iters=1500     # longer; see README for the setting that reaches >= 95%
+    python train_sft.py --iters=1500     # longer; see README for the setting that reaches >= 95%
     python train_sft.py --resume             # continue out/sft/ckpt.pt
     torchrun --nproc_per_node=2 train_sft.py --device=cpu    # DDP: each process takes half of every batch
     python train_sft.py --grad_accum=4 --dtype=bfloat16 --activation_checkpointing   # less memory per step
@@ -28,7 +28,7 @@ from nanoreason.evaluate import evaluate_and_show, prompt_text
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.pretrained import load_gpt2
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
-from nanoreason.tasks import TaskConfig, generate, load_gsm8k, stream
+from nanoreason.tasks import TaskConfig, make_problems, load_gsm8k, stream
 from nanoreason.tokenizer import PATTERNS, Tokenizer
 from nanoreason.training import DTYPES, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
 
@@ -54,7 +54,7 @@ class SFTConfig:
     block_size: int = 160
     # optimisation
     batch_size: int = 32
-    max_iters: int = 700
+    iters: int = 700
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_iters: int = 50
@@ -84,7 +84,7 @@ class SFTConfig:
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         check(self.grad_accum > 0, f"grad_accum must be > 0, got {self.grad_accum}")
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
-        check(self.max_iters > 0, f"max_iters must be > 0, got {self.max_iters}")
+        check(self.iters > 0, f"iters must be > 0, got {self.iters}")
         check(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
         check(self.eval_interval > 0, f"eval_interval must be > 0, got {self.eval_interval}")
         check(self.eval_problems > 0, f"eval_problems must be > 0, got {self.eval_problems}")
@@ -127,7 +127,7 @@ def data(cfg: SFTConfig):
             return [rng.choice(train) for _ in range(cfg.batch_size)]
         corpus = train
     else:
-        test = generate(cfg.eval_problems, "test", cfg.seed, cfg.task())
+        test = make_problems(cfg.eval_problems, "test", cfg.seed, cfg.task())
 
         def train_batch(step):                           # a deterministic batch per step: resuming needs no replay
             it = stream("train", seed=cfg.seed * 1_000_003 + step, cfg=cfg.task())
@@ -197,16 +197,16 @@ def train(cfg: SFTConfig) -> dict:
 
     acc, tokens, train_time = None, 0, 0.0          # throughput: tokens forwarded, time in training steps
     model.train()
-    bar = tqdm(range(start, cfg.max_iters), initial=start, total=cfg.max_iters, desc="sft", disable=not main)
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="sft", disable=not main)
     for step in bar:
         if cfg.time_limit and distributed.all_sum(time.time() - t0 > cfg.time_limit) > 0:   # every rank stops
             tqdm.write(f"time limit of {cfg.time_limit:.0f}s reached at step {step}")
-            cfg.max_iters = step
+            cfg.iters = step
             break
         if step % cfg.eval_interval == 0 and main:
             acc = evaluate(step)
         for g in optimizer.param_groups:
-            g["lr"] = cosine_lr(step, cfg.max_iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
+            g["lr"] = cosine_lr(step, cfg.iters, cfg.lr, cfg.min_lr, cfg.warmup_iters)
         t_step = time.time()
         mine = distributed.shard(train_batch(step), rank, world)       # this process's share of the batch,
         micro = [sft_batch(tok, mine[i::cfg.grad_accum], cfg.block_size) for i in range(cfg.grad_accum)]  # in parts
@@ -226,15 +226,15 @@ def train(cfg: SFTConfig) -> dict:
     if not main:
         distributed.cleanup()
         return {}
-    if start < cfg.max_iters or acc is None:
-        acc = evaluate(cfg.max_iters)
+    if start < cfg.iters or acc is None:
+        acc = evaluate(cfg.iters)
     wall = wall_before + time.time() - t0
-    save_checkpoint(ckpt_path, model, tok, optimizer, cfg.max_iters, cfg, extra={"wall_seconds": wall})
+    save_checkpoint(ckpt_path, model, tok, optimizer, cfg.iters, cfg, extra={"wall_seconds": wall})
     plot_curves(os.path.join(cfg.out_dir, "sft.png"), log.rows,
                 [("loss (solution tokens)", ["loss"], "log"), ("held-out greedy accuracy", ["accuracy"])],
                 title=f"SFT: {model.num_params() / 1e6:.2f}M params, accuracy {acc:.1%}")
-    summary = {"accuracy": acc, "eval_problems": len(test), "wall_seconds": round(wall, 1),
-               "params": model.num_params(), "steps": cfg.max_iters, "processes": world,
+    summary = {"accuracy_after": acc, "eval_problems": len(test), "wall_seconds": round(wall, 1),
+               "params": model.num_params(), "steps": cfg.iters, "processes": world,
                "tokens_per_second": round(tokens_per_second), "checkpoint": ckpt_path,
                "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)

@@ -3,36 +3,33 @@
     python bench/compare_algorithms.py                      # 8192 completions each; ~20 min on 2 CPU cores
     python bench/compare_algorithms.py --samples=2048 --algos=grpo,expert_iteration
 
-For each algorithm it runs the stage's own train() with the budget turned into iterations or rounds, then scores the
+For each algorithm it runs the stage's script with the budget turned into iterations, then scores the
 result on the same held-out problems: maj@1 (greedy), maj@k and pass@k (k samples at `temperature`, the unbiased
 estimator). The continued-SFT control trains on as many reference solutions as the others sample completions.
 Writes out/compare/{results.json, table.md, accuracy_vs_samples.png}.
 """
 import json
 import os
-import sys
 import time
+from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-from dataclasses import dataclass  # noqa: E402
+from nanoreason.checkpoint import continued_sft_settings, load_model, load_start
+from nanoreason.config import ConfigError, parse_args, run_main, run_stage
+from nanoreason.evaluate import accuracy
+from nanoreason.report import read_jsonl
+from nanoreason.search import sample_answers, sample_metrics
+from nanoreason.tasks import make_problems
 
-import torch  # noqa: E402
-
-from bench.sft_control import continued_sft  # noqa: E402
-from nanoreason.checkpoint import load_model, load_start  # noqa: E402
-from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
-from nanoreason.evaluate import accuracy  # noqa: E402
-from nanoreason.report import read_jsonl  # noqa: E402
-from nanoreason.search import sample_answers, sample_metrics  # noqa: E402
-from nanoreason.tasks import generate  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # where the train_*.py scripts are
 
 ALGOS = ("ppo", "grpo", "dr_grpo", "rloo", "reinforce", "expert_iteration", "rcrl", "sft_control")
 
 
 @dataclass
 class CompareConfig:
-    sft_ckpt: str = "out/sft/ckpt.pt"
+    init_from: str = "out/sft/ckpt.pt"
     out_dir: str = "out/compare"
     samples: int = 8192               # sampled completions per algorithm (the control: reference solutions)
     algos: str = ",".join(ALGOS)
@@ -45,27 +42,20 @@ class CompareConfig:
 def run_algo(name: str, c: CompareConfig) -> tuple[str, dict]:
     """Train `name` from the shared start with the sample budget; returns (its checkpoint, its summary)."""
     d = os.path.join(c.out_dir, name)
-    common = dict(sft_ckpt=c.sft_ckpt, out_dir=d, seed=c.seed, eval_problems=c.eval_problems)
+    common = dict(init_from=c.init_from, out_dir=d, seed=c.seed, eval_problems=c.eval_problems)
     if name == "ppo":
-        from train_ppo import PPOConfig, train
-        s = train(PPOConfig(**common, iters=c.samples // 64, batch_size=64, eval_interval=10**9))
+        s = run_stage(f"{ROOT}/train_ppo.py", **common, iters=c.samples // 64, batch_size=64, eval_interval=10**9)
     elif name in ("grpo", "dr_grpo", "rloo", "reinforce"):
-        from train_grpo import GRPOConfig, train
         algo = "grpo" if name == "dr_grpo" else name
-        s = train(GRPOConfig(**common, algo=algo, dr_grpo=name == "dr_grpo", iters=c.samples // 64,
-                             prompts_per_iter=16, group_size=4, eval_interval=10**9))
-    elif name in ("expert_iteration", "rcrl"):                    # rounds of (up to) 256 problems x 4 samples
-        rounds = max(1, c.samples // 1024)
-        rounds_cfg = dict(**common, rounds=rounds, problems_per_round=c.samples // (4 * rounds), k=4)
-        if name == "expert_iteration":
-            from train_expert_iteration import EIConfig, train
-            s = train(EIConfig(**rounds_cfg))
-        else:
-            from train_rcrl import RCRLConfig, train
-            s = train(RCRLConfig(**rounds_cfg))
+        s = run_stage(f"{ROOT}/train_grpo.py", **common, algo=algo, dr_grpo=name == "dr_grpo", iters=c.samples // 64,
+                      prompts_per_iter=16, group_size=4, eval_interval=10**9)
+    elif name in ("expert_iteration", "rcrl"):                    # iterations of (up to) 256 problems x 4 samples
+        iters = max(1, c.samples // 1024)
+        s = run_stage(f"{ROOT}/train_{name}.py", **common, iters=iters, prompts_per_iter=c.samples // (4 * iters),
+                      group_size=4)
     else:
-        s = continued_sft(c.sft_ckpt, d, iters=c.samples // 32)
-        s.update(samples=c.samples, accuracy_after=s["accuracy"])
+        s = run_stage(f"{ROOT}/train_sft.py", **continued_sft_settings(c.init_from), out_dir=d, iters=c.samples // 32)
+        s.update(samples=c.samples)
     return os.path.join(d, "ckpt.pt"), s
 
 
@@ -106,9 +96,9 @@ def main(c: CompareConfig):
     if c.samples < 64 or c.k < 1:
         raise ConfigError(f"samples must be >= 64 (one PPO batch) and k >= 1, got samples={c.samples}, k={c.k}")
     os.makedirs(c.out_dir, exist_ok=True)
-    _, _, task, task_seed = load_start(c.sft_ckpt)
-    test = generate(c.eval_problems, "test", task_seed, task)
-    runs = {"start (SFT)": {**score(c.sft_ckpt, [], test, c), "samples": 0, "wall_seconds": 0.0, "metrics": ""}}
+    _, _, task, task_seed = load_start(c.init_from)
+    test = make_problems(c.eval_problems, "test", task_seed, task)
+    runs = {"start (SFT)": {**score(c.init_from, [], test, c), "samples": 0, "wall_seconds": 0.0, "metrics": ""}}
     for name in names:
         t0 = time.time()
         ckpt, s = run_algo(name, c)

@@ -13,11 +13,10 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dataclasses import dataclass
 
-from dataclasses import dataclass  # noqa: E402
-
-from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
+from nanoreason.config import ConfigError, parse_args, run_main
+from nanoreason.report import write_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +35,7 @@ def run(c: ThroughputConfig, n: int) -> dict:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] \
         if n > 1 else [sys.executable]
     threads = max(1, (os.cpu_count() or 1) // n)
-    r = subprocess.run([*launcher, "train_sft.py", f"--out_dir={out}", f"--max_iters={c.steps}",
+    r = subprocess.run([*launcher, "train_sft.py", f"--out_dir={out}", f"--iters={c.steps}",
                         f"--eval_interval={c.steps}", "--eval_problems=16", f"--batch_size={c.batch_size}",
                         f"--device={c.device}"], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
                        capture_output=True, text=True)
@@ -50,11 +49,12 @@ def main(c: ThroughputConfig):
     procs = [int(p) for p in c.procs.split(",")]
     rows = [run(c, n) for n in procs]
     base = rows[0]["tokens_per_second"]
+    lines = ["| processes | threads each | SFT tokens/s | x one process |", "|---|---|---|---|"]
     for row in rows:
         row["ratio"] = row["tokens_per_second"] / base
-        print(f"{row['processes']} process(es) x {row['threads_per_process']} thread(s): "
-              f"{row['tokens_per_second']:,} tokens/s  ({row['ratio']:.2f}x)")
-    os.makedirs(c.out_dir, exist_ok=True)
+        lines.append(f"| {row['processes']} | {row['threads_per_process']} | {row['tokens_per_second']:,} | "
+                     f"{row['ratio']:.2f} |")
+    write_table(os.path.join(c.out_dir, "table.md"), lines)
     json.dump({"config": vars(c), "runs": rows}, open(os.path.join(c.out_dir, "results.json"), "w"), indent=2)
 
 

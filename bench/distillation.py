@@ -15,20 +15,12 @@ distillation.png} and one sub-directory per arm.
 import dataclasses
 import json
 import os
-import sys
+from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nanoreason.checkpoint import continued_sft_settings, load_start
+from nanoreason.config import ConfigError, parse_args, run_main, run_stage
 
-from dataclasses import dataclass  # noqa: E402
-
-from bench.sft_control import continued_sft  # noqa: E402
-from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
-from train_distill import DistillConfig, load_teacher  # noqa: E402
-from train_distill import train as distill  # noqa: E402
-from train_grpo import GRPOConfig  # noqa: E402
-from train_grpo import train as grpo  # noqa: E402
-from train_sft import SFTConfig  # noqa: E402
-from train_sft import train as sft  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # where the train_*.py scripts are
 
 # arm -> train_distill.py flags (sft and rl are the baselines)
 DISTILL_ARMS = {
@@ -62,14 +54,14 @@ class BenchConfig:
 
 def run_arm(c: BenchConfig, arm: str, start: str, d: str):
     if arm == "sft":                   # more of the same: reference solutions, cross-entropy
-        return continued_sft(start, d, iters=c.iters)
+        return run_stage(f"{ROOT}/train_sft.py", **continued_sft_settings(start), out_dir=d, iters=c.iters)
     if arm == "rl":                    # GRPO on the outcome reward, 64 sequences per iteration
-        return grpo(GRPOConfig(sft_ckpt=start, out_dir=d, iters=c.iters // 2, prompts_per_iter=16, group_size=4,
-                               max_new_tokens=c.max_new_tokens,
-                               eval_interval=10**9, eval_problems=c.eval_problems, show_samples=0))
-    return distill(DistillConfig(teacher_ckpt=c.teacher_ckpt, student_init=start, out_dir=d, iters=c.iters,
-                                 batch_size=32, lr=c.lr, min_lr=c.lr, warmup_iters=1, eval_interval=10**9,
-                                 eval_problems=c.eval_problems, max_new_tokens=c.max_new_tokens, **DISTILL_ARMS[arm]))
+        return run_stage(f"{ROOT}/train_grpo.py", init_from=start, out_dir=d, iters=c.iters // 2, prompts_per_iter=16,
+                         group_size=4, max_new_tokens=c.max_new_tokens, eval_interval=10**9,
+                         eval_problems=c.eval_problems, show_samples=0)
+    return run_stage(f"{ROOT}/train_distill.py", teacher_ckpt=c.teacher_ckpt, init_from=start, out_dir=d,
+                     iters=c.iters, batch_size=32, lr=c.lr, min_lr=c.lr, warmup_iters=1, eval_interval=10**9,
+                     eval_problems=c.eval_problems, max_new_tokens=c.max_new_tokens, **DISTILL_ARMS[arm])
 
 
 def main(c: BenchConfig):
@@ -77,13 +69,13 @@ def main(c: BenchConfig):
     bad = [a for a in arms if a not in ARMS]
     if bad:
         raise ConfigError(f"unknown arm {bad[0]!r} in arms; choose from {', '.join(ARMS)}")
-    teacher, tok, task, task_seed = load_teacher(c.teacher_ckpt, "cpu")   # made first if the default is missing
+    teacher, tok, task, task_seed = load_start(c.teacher_ckpt, "cpu", make_with=f"{ROOT}/train_ppo.py")
     start = os.path.join(c.out_dir, "start", "ckpt.pt")
     if not os.path.exists(start):      # the teacher's task, test set and tokenizer settings (the same BPE results)
-        sft(SFTConfig(out_dir=os.path.dirname(start), **dataclasses.asdict(task), seed=task_seed,
-                      vocab_size=tok.n_vocab - len(tok.special_ids), block_size=teacher.cfg.block_size,
-                      n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, max_iters=c.start_iters,
-                      eval_interval=c.start_iters, eval_problems=c.eval_problems, max_new_tokens=c.max_new_tokens))
+        run_stage(f"{ROOT}/train_sft.py", out_dir=os.path.dirname(start), **dataclasses.asdict(task), seed=task_seed,
+                  vocab_size=tok.n_vocab - len(tok.special_ids), block_size=teacher.cfg.block_size,
+                  n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, iters=c.start_iters,
+                  eval_interval=c.start_iters, eval_problems=c.eval_problems, max_new_tokens=c.max_new_tokens)
     for arm in arms:
         d = os.path.join(c.out_dir, arm)
         if os.path.exists(os.path.join(d, "summary.json")):    # finished earlier: kept (delete the folder to redo)
@@ -93,10 +85,6 @@ def main(c: BenchConfig):
     table(c)
 
 
-def accuracy_of(summary: dict) -> float:
-    return summary["accuracy_after"] if "accuracy_after" in summary else summary["accuracy"]
-
-
 def table(c: BenchConfig):
     start = json.load(open(os.path.join(c.out_dir, "start", "summary.json")))
     results = {}
@@ -104,14 +92,14 @@ def table(c: BenchConfig):
         path = os.path.join(c.out_dir, arm, "summary.json")
         if os.path.exists(path):
             s = json.load(open(path))
-            results[arm] = {"accuracy": accuracy_of(s), "gain": accuracy_of(s) - start["accuracy"],
+            results[arm] = {"accuracy": s["accuracy_after"], "gain": s["accuracy_after"] - start["accuracy_after"],
                             "wall_seconds": s["wall_seconds"], "teacher_accuracy": s.get("teacher_accuracy")}
     teacher_acc = next((r["teacher_accuracy"] for r in results.values() if r["teacher_accuracy"] is not None), None)
-    out = {"teacher_ckpt": c.teacher_ckpt, "teacher_accuracy": teacher_acc, "start_accuracy": start["accuracy"],
+    out = {"teacher_ckpt": c.teacher_ckpt, "teacher_accuracy": teacher_acc, "start_accuracy": start["accuracy_after"],
            "student_params": start["params"], "iters": c.iters, "arms": results}
     json.dump(out, open(os.path.join(c.out_dir, "results.json"), "w"), indent=2)
     lines = [f"teacher {c.teacher_ckpt}: " + (f"{teacher_acc:.1%}" if teacher_acc is not None else "?") +
-             f"; student {start['params'] / 1e6:.2f}M parameters, start {start['accuracy']:.1%} "
+             f"; student {start['params'] / 1e6:.2f}M parameters, start {start['accuracy_after']:.1%} "
              f"({c.start_iters} SFT steps); every arm then {c.iters} updates x 32 sequences", "",
              "| arm | held-out accuracy | gain over the start | wall s |", "|---|---|---|---|"]
     for arm, r in results.items():

@@ -1,7 +1,7 @@
 """How much of a policy gradient is signal? Compare independent batch gradients of RL and of SFT.
 
     python bench/pg_snr.py                                   # the default SFT start (out/sft)
-    python bench/pg_snr.py --sft_ckpt=out/sft_whole/ckpt.pt  # the whole-number start
+    python bench/pg_snr.py --init_from=out/sft_whole/ckpt.pt  # the whole-number start
 
 For each estimator, take the gradient of its loss at the SFT start on `batches` independent batches of fresh
 training problems and average the cosine between every pair. If each batch gradient is g_i = s + n_i (the true
@@ -15,7 +15,7 @@ Estimators (all token-mean losses over the same completion tokens, trunk paramet
   steps      per-token credit from the oracle's step verdicts with Delta shaping: each token's return is its own
              step's verdict (Gao et al. 2024); the `####` line after the last step returns 0, as in
              `train_ppo.py --rewards=steps=1 --shaping=delta` with a zero critic
-  group      outcome reward minus the mean of `k` samples of the same problem (GRPO / REINFORCE group baseline)
+  group      outcome reward minus the mean of `group_size` samples of the same problem (GRPO / REINFORCE group baseline)
 
 The batches differ in their *problems* as well as in their samples, so a cosine near 0 can mean either noise or a
 gradient that is about each batch's own problems (its arithmetic facts) and shares nothing with the next batch's.
@@ -27,37 +27,34 @@ Two more figures tell these apart for `outcome`:
 """
 import itertools
 import os
-import sys
 from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from nanoreason import rl  # noqa: E402
-from nanoreason.checkpoint import load_start  # noqa: E402
-from nanoreason.config import check, parse_args, run_main  # noqa: E402
-from nanoreason.report import write_summary  # noqa: E402
-from nanoreason.rewards import parse_weights  # noqa: E402
-from nanoreason.rollouts import collect, completion_forward, sample_groups  # noqa: E402
-from nanoreason.training import sft_batch, sft_loss  # noqa: E402
+from nanoreason import rl
+from nanoreason.checkpoint import load_start
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.report import write_summary, write_table
+from nanoreason.rewards import parse_weights
+from nanoreason.rollouts import collect, completion_forward, sample_groups
+from nanoreason.training import sft_batch, sft_loss
 
 
 @dataclass
 class SNRConfig:
-    sft_ckpt: str = "out/sft/ckpt.pt"
+    init_from: str = "out/sft/ckpt.pt"
     out_dir: str = "out/pg_snr"
     batches: int = 6                  # independent batches per estimator: batches * (batches - 1) / 2 pairs
     batch_size: int = 128             # completions (or reference solutions) per batch
-    k: int = 8                        # samples per problem for `group`
+    group_size: int = 8                        # samples per problem for `group`
     temperature: float = 1.0
     seed: int = 0
 
     def __post_init__(self):
         check(self.batches >= 2, f"batches must be >= 2 (cosines need pairs), got {self.batches}")
-        check(self.k >= 2 and self.batch_size % self.k == 0,
-              f"k must be >= 2 and divide batch_size={self.batch_size}, got k={self.k}")
+        check(self.group_size >= 2 and self.batch_size % self.group_size == 0,
+              f"group_size must be >= 2 and divide batch_size={self.batch_size}, got {self.group_size}")
 
 
 def pairwise_cosine(grads: torch.Tensor) -> float:
@@ -79,15 +76,13 @@ def pg_loss(model, b, adv, temperature: float):
     return rl.ppo_policy_loss(logp, logp.detach(), adv, b.completion_mask)[0]
 
 
-def outcome_advantages(b):
-    """The outcome reward (0/1 per answer) on every completion token, whitened over the batch's tokens (B, T)."""
-    m = b.completion_mask
-    return rl.masked_whiten(b.correct.float()[:, None] * m, m)
+def outcome(b):
+    return rl.outcome_advantages(b.correct, b.completion_mask)                  # (B, T)
 
 
 def main(c: SNRConfig):
     torch.manual_seed(c.seed)
-    model, tok, task, task_seed = load_start(c.sft_ckpt, "cpu")
+    model, tok, task, task_seed = load_start(c.init_from, "cpu")
     model.eval()                                      # throughout: no dropout, every gradient is the sampling policy's
     gen, grads = torch.Generator(), {"sft": [], "outcome": [], "steps": [], "group": []}
     first = None
@@ -98,21 +93,21 @@ def main(c: SNRConfig):
         first = first or problems
         x, y = sft_batch(tok, problems, model.cfg.block_size)          # imitation on the very same problems
         grads["sft"].append(trunk_grad(model, sft_loss(model, x, y)))
-        grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome_advantages(b), c.temperature)))
+        grads["outcome"].append(trunk_grad(model, pg_loss(model, b, outcome(b), c.temperature)))
         m = b.completion_mask
         own_step = b.scores.flip(1).cumsum(1).flip(1)           # return-to-go of Delta-shaped verdicts (B, T)
         grads["steps"].append(trunk_grad(model, pg_loss(model, b, rl.masked_whiten(own_step, m), c.temperature)))
-        _, b = sample_groups(model, tok, task, c.batch_size // c.k, c.k, seed, parse_weights("outcome=1"), 64,
+        _, b = sample_groups(model, tok, task, c.batch_size // c.group_size, c.group_size, seed, parse_weights("outcome=1"), 64,
                              c.temperature, gen)
-        adv = rl.group_advantages(b.correct.float(), c.k, scale=False)[:, None].expand_as(b.completion_mask)
+        adv = rl.group_advantages(b.correct.float(), c.group_size, scale=False)[:, None].expand_as(b.completion_mask)
         grads["group"].append(trunk_grad(model, pg_loss(model, b, adv, c.temperature)))
     same = [grads["outcome"][0]]                     # the first batch's problems again, with fresh samples
     for r in range(1, c.batches):
         gen.manual_seed(20_000 + c.seed * 100 + r)
         b = collect(model, tok, first, parse_weights("outcome=1"), "none", 64, c.temperature, gen)
-        same.append(trunk_grad(model, pg_loss(model, b, outcome_advantages(b), c.temperature)))
+        same.append(trunk_grad(model, pg_loss(model, b, outcome(b), c.temperature)))
     rows = {}
-    print(f"{c.sft_ckpt}: {c.batches} batches of {c.batch_size}, mean pairwise cosine of the batch gradients")
+    print(f"{c.init_from}: {c.batches} batches of {c.batch_size}, mean pairwise cosine of the batch gradients")
     for name, g in grads.items():
         cos = pairwise_cosine(torch.stack(g))
         snr = (max(cos, 0.0) / (1 - cos)) ** 0.5
@@ -130,8 +125,17 @@ def main(c: SNRConfig):
     print(f"  outcome vs SFT on the same problems: cos {rows['outcome_vs_sft']['mean']:+.3f} "
           f"(batches from {min(along):+.3f} to {max(along):+.3f})")
     os.makedirs(c.out_dir, exist_ok=True)
-    write_summary(os.path.join(c.out_dir, "summary.json"), {"sft_ckpt": c.sft_ckpt, "batches": c.batches,
-                                                            "batch_size": c.batch_size, "k": c.k, **rows})
+    lines = [f"{c.batches} batches of {c.batch_size} from `{c.init_from}`", "",
+             "| estimator | mean pairwise cosine | signal / noise | batch for signal = noise |", "|---|---|---|---|"]
+    for name in grads:
+        r = rows[name]
+        lines.append(f"| {name} | {r['cosine']:+.3f} | {r['snr']:.2f} | "
+                     + (f"{r['batch_for_snr_1']:,}" if r["batch_for_snr_1"] is not None else "never") + " |")
+    lines += ["", f"Outcome gradient on one batch's problems with fresh samples: cosine {same_cos:+.3f}. Outcome vs "
+              f"SFT on the same problems: {rows['outcome_vs_sft']['mean']:+.3f} ({min(along):+.3f} to {max(along):+.3f})."]
+    write_table(os.path.join(c.out_dir, "table.md"), lines)
+    write_summary(os.path.join(c.out_dir, "summary.json"), {"init_from": c.init_from, "batches": c.batches,
+                                                            "batch_size": c.batch_size, "group_size": c.group_size, **rows})
 
 
 if __name__ == "__main__":

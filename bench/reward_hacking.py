@@ -13,24 +13,18 @@ steps per answer going up while accuracy does not. Writes out/hacking/{results.j
 """
 import json
 import os
-import sys
+from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nanoreason.config import ConfigError, parse_args, run_main, run_stage
+from nanoreason.report import read_jsonl
+from nanoreason.rewards import SHAPINGS, parse_weights
 
-from dataclasses import dataclass  # noqa: E402
-
-from nanoreason.config import ConfigError, parse_args, run_main  # noqa: E402
-from nanoreason.report import read_jsonl  # noqa: E402
-from nanoreason.rewards import SHAPINGS, parse_weights  # noqa: E402
-from train_grpo import GRPOConfig  # noqa: E402
-from train_grpo import train as train_grpo  # noqa: E402
-from train_ppo import PPOConfig  # noqa: E402
-from train_ppo import train as train_ppo  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # where the train_*.py scripts are
 
 
 @dataclass
 class HackConfig:
-    sft_ckpt: str = "out/sft/ckpt.pt"
+    init_from: str = "out/sft/ckpt.pt"
     out_dir: str = "out/hacking"
     algo: str = "ppo"                 # ppo (per-token returns, a critic) or grpo (one summed reward per answer)
     shapings: str = ",".join(SHAPINGS)
@@ -50,14 +44,15 @@ def run_dir(c: HackConfig, shaping: str) -> str:
 
 
 def run(c: HackConfig, shaping: str):
-    common = dict(sft_ckpt=c.sft_ckpt, out_dir=run_dir(c, shaping), rewards=f"outcome=1,steps={c.step_weight}",
+    common = dict(init_from=c.init_from, out_dir=run_dir(c, shaping), rewards=f"outcome=1,steps={c.step_weight}",
                   shaping=shaping, iters=c.iters, lr=c.lr, prm_ckpt=c.prm_ckpt, temperature=c.temperature,
                   temperature_end=c.temperature, eval_problems=c.eval_problems)
     if c.algo == "ppo":
-        train_ppo(PPOConfig(**common, batch_size=c.batch_size, minibatch_size=min(32, c.batch_size),
-                            eval_interval=10**9))
+        run_stage(f"{ROOT}/train_ppo.py", **common, batch_size=c.batch_size, minibatch_size=min(32, c.batch_size),
+                  eval_interval=10**9)
     else:  # grpo: batch_size answers = batch_size // 4 prompts x 4
-        train_grpo(GRPOConfig(**common, prompts_per_iter=max(1, c.batch_size // 4), group_size=4, eval_interval=25))
+        run_stage(f"{ROOT}/train_grpo.py", **common, prompts_per_iter=max(1, c.batch_size // 4), group_size=4,
+                  eval_interval=25)
 
 
 def main(c: HackConfig):

@@ -9,7 +9,7 @@ With p = softmax(student / T) and q = softmax(teacher / T):
 Gradients flow to the student only. Backends: "torch" (the specification, autograd through log_softmax),
 "chunked" (the same, rows in blocks, each block recomputed in backward: only the inputs are kept), "triton" (the
 fused kernels of kernels/triton_kl.py: two passes over the vocabulary forward, one backward, 3 floats saved per row;
-CUDA, or the CPU interpreter under TRITON_INTERPRET=1), "auto" (triton on CUDA tensors, chunked elsewhere).
+CUDA, or the CPU interpreter under TRITON_INTERPRET=1), "auto" (as in kernels/logprobs.py: torch for small logits, then triton on CUDA tensors, chunked elsewhere).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from kernels.logprobs import _compute_dtype, triton_blocks, triton_cdiv
+from kernels.logprobs import _compute_dtype, auto_backend, triton_blocks, triton_cdiv
 
 KINDS = ("forward", "reverse", "jsd")
 
@@ -87,7 +87,7 @@ def kl_div(student_logits, teacher_logits, kind: str = "forward", temperature: f
     if kind == "jsd" and not 0 < beta < 1:
         raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
     if backend == "auto":
-        backend = "triton" if student_logits.is_cuda else "chunked"
+        backend = auto_backend(student_logits.is_cuda, student_logits.numel())
     if backend == "torch":
         return _divergence(student_logits, teacher_logits, kind, temperature, beta)
     V = student_logits.shape[-1]

@@ -10,7 +10,9 @@ backends
   "chunked" the same maths over `chunk` rows at a time, saving only the LSE per row; the gradient
             (onehot - softmax(x/T)) / T is recomputed in backward into a fresh buffer (the logits are never written)
   "triton"  the fused kernels of kernels/triton_logprobs.py (CUDA, or the CPU interpreter under TRITON_INTERPRET=1)
-  "auto"    triton on CUDA tensors, chunked elsewhere
+  "auto"    torch while the logits are small (at most AUTO_TORCH_MAX = 2**22 elements, 16 MiB in fp32: there the
+            plain twin is as fast or faster, measured with bench/kernel_speed.py), else triton on CUDA tensors and
+            chunked elsewhere
 Targets equal to `ignore_index` get log-prob 0 and no gradient. float64 inputs are computed in float64 (gradcheck).
 """
 from __future__ import annotations
@@ -21,6 +23,14 @@ import torch
 import torch.nn.functional as F
 
 BACKENDS = ("auto", "torch", "chunked", "triton")
+AUTO_TORCH_MAX = 2**22        # logits elements up to which "auto" is the readable log_softmax + gather
+
+
+def auto_backend(is_cuda: bool, n_elements: int) -> str:
+    """What backend="auto" runs for (N, V) logits of `n_elements` = N * V."""
+    if n_elements <= AUTO_TORCH_MAX:
+        return "torch"
+    return "triton" if is_cuda else "chunked"
 
 
 def _check(logits, targets, temperature, backend, ignore_index, name="logits", V=None):
@@ -242,7 +252,7 @@ def _shaped(out, shape, with_entropy: bool):
 def _logprobs(logits, targets, temperature, backend, ignore_index, chunk, block_n, block_v, with_entropy):
     """`logprobs` after its checks (linear_logprobs has made them already, on the hidden states)."""
     if backend == "auto":
-        backend = "triton" if logits.is_cuda else "chunked"
+        backend = auto_backend(logits.is_cuda, logits.numel())
     if backend == "torch":
         return logprobs_torch(logits, targets, temperature, ignore_index, with_entropy)
     V = logits.shape[-1]
@@ -260,14 +270,13 @@ def linear_logprobs(hidden, weight, targets, temperature: float = 1.0, backend: 
     """logprobs(hidden @ weight.T, targets, ...) for hidden (..., C) and an lm_head weight (V, C), with gradients to
     both. "chunked" never holds the (N, V) logits, nor their gradient: each block of rows makes its logits, keeps
     the LSE (and H) and drops them; backward remakes them (one more matmul per block) and accumulates dh and dw.
-    "torch" and "triton" compute the logits with one matmul, then call `logprobs`; "auto" is triton on CUDA,
-    chunked elsewhere."""
+    "torch" and "triton" compute the logits with one matmul, then call `logprobs`; "auto": see `auto_backend`."""
     if weight.dim() != 2 or hidden.shape[-1:] != weight.shape[1:]:
         raise ValueError(f"hidden {tuple(hidden.shape)} and weight {tuple(weight.shape)} do not match: the weight "
                          f"must be (V, C) with C = hidden.shape[-1]")
     _check(hidden, targets, temperature, backend, ignore_index, name="hidden", V=weight.shape[0])
     if backend == "auto":
-        backend = "triton" if hidden.is_cuda else "chunked"
+        backend = auto_backend(hidden.is_cuda, targets.numel() * weight.shape[0])
     if backend != "chunked":                                            # checked once, above
         return _logprobs(hidden @ weight.t(), targets, temperature, backend, ignore_index, chunk, None, None,
                          with_entropy)

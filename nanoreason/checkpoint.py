@@ -14,7 +14,7 @@ import random
 
 import torch
 
-from nanoreason.config import ConfigError
+from nanoreason.config import ConfigError, run_stage
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.tasks import TaskConfig, task_from_config
 from nanoreason.tokenizer import Tokenizer
@@ -103,18 +103,33 @@ def task_of(config: dict) -> tuple[TaskConfig, int]:
     return task_from_config(config), config.get("task_seed", config.get("seed", 0))
 
 
-def load_start(sft_ckpt: str, device="cpu"):
-    """The RL stages' start: (policy, tokenizer, task config, task seed) from an SFT checkpoint. If there is none, a
-    default SFT run makes it first (and says so), so every `python train_<rl>.py` works on a fresh clone."""
-    if not os.path.exists(sft_ckpt):
-        from train_sft import SFTConfig, train           # the script's own train(): run from the repository root
-        print(f"no SFT checkpoint at {sft_ckpt}: training one first with the default SFT config")
-        train(SFTConfig(out_dir=os.path.dirname(sft_ckpt) or "."))
-    policy, tok, ckpt = load_model(sft_ckpt, kind="policy", device=device)
+def load_start(path: str, device="cpu", make_with: str | None = None):
+    """A stage's start: (policy, tokenizer, task config, task seed) from a policy checkpoint. If there is none and
+    `make_with` names the stage script that makes it (train_sft.py for the RL stages), that script runs first with its
+    defaults and `--out_dir` set to the checkpoint's folder (and says so), so `python train_<rl>.py` works on a
+    fresh clone."""
+    if not os.path.exists(path) and make_with:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(f"{path}: no such checkpoint; under torchrun make it first: python "
+                              f"{os.path.basename(make_with)} --out_dir={os.path.dirname(path) or '.'}")
+        print(f"no checkpoint at {path}: making it first with python {os.path.basename(make_with)}")
+        run_stage(make_with, out_dir=os.path.dirname(path) or ".")
+    policy, tok, ckpt = load_model(path, kind="policy", device=device)
     if tok.n_vocab != policy.cfg.vocab_size:
-        raise ConfigError(f"{sft_ckpt}: its tokenizer has {tok.n_vocab} tokens but its model expects "
+        raise ConfigError(f"{path}: its tokenizer has {tok.n_vocab} tokens but its model expects "
                           f"{policy.cfg.vocab_size}: the tokenizer does not match the model")
     return (policy, tok, *task_of(ckpt.get("config", {})))
+
+
+def continued_sft_settings(path: str) -> dict:
+    """train_sft.py settings that continue the SFT run in `path` (its weights, optimizer, task and model) at the
+    learning rate its schedule ended on; add --out_dir and --iters or --time_limit (the equal-compute controls)."""
+    saved = load_checkpoint(path)["config"]
+    drop = ("out_dir", "resume", "init_from", "time_limit", "iters", "max_iters", "lr", "min_lr", "warmup_iters",
+            "eval_interval", "task_seed")
+    lr = saved.get("min_lr", 3e-4)
+    return {**{k: v for k, v in saved.items() if k not in drop}, "init_from": path, "lr": lr, "min_lr": lr,
+            "warmup_iters": 1, "eval_interval": 10**9}
 
 
 def resume(path: str, tok: Tokenizer, model: GPT, optimizer, same: dict | None = None) -> dict:

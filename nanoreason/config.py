@@ -6,7 +6,11 @@ it into a one-line `error: ...` and exit code 2 instead of a traceback (see `run
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
 import sys
+import tempfile
 
 
 class ConfigError(ValueError):
@@ -28,6 +32,13 @@ def _convert(name: str, typ, raw: str):
         raise ConfigError(f"--{name} must be {typ.__name__}, got {raw!r}") from None
 
 
+# One name per concept in every script. An old spelling gets one line naming the new one.
+RENAMED = {"sft_ckpt": "--init_from", "student_init": "--init_from", "init": "--scratch or --init_from",
+           "max_iters": "--iters", "rounds": "--iters", "problems_per_round": "--prompts_per_iter",
+           "ppo_epochs": "--epochs", "k": "--group_size", "orm": "--orm_ckpt", "prm": "--prm_ckpt", "out": "--out_dir",
+           "seconds": "--time_limit"}
+
+
 def parse_args(cls, argv=None):
     """Build a `cls` (a dataclass) from `--key=value` arguments. Unknown keys and bad values raise ConfigError;
     validation in the dataclass's own `__post_init__` runs afterwards. `--help` lists keys and defaults."""
@@ -46,6 +57,8 @@ def parse_args(cls, argv=None):
             raise ConfigError(f"unexpected argument {arg!r}; options look like --key=value")
         key, eq, raw = arg[2:].partition("=")
         key = key.replace("-", "_")
+        if key not in fields and key in RENAMED:
+            raise ConfigError(f"--{key} is now {RENAMED[key]} (the same name in every script)")
         if key not in fields:
             raise ConfigError(f"unknown config key --{key}; known keys: {', '.join(fields)}")
         ftype = fields[key].type
@@ -75,3 +88,29 @@ def run_main(main):
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def to_flags(**settings) -> list[str]:
+    """The inverse of `parse_args`: {"iters": 5, "resume": True} -> ["--iters=5", "--resume=True"]."""
+    return [f"--{k}={v}" for k, v in settings.items()]
+
+
+def run_stage(script: str, quiet: bool = False, **settings) -> dict:
+    """Run a stage exactly as from the shell (`python <script> --key=value ...`) and return its summary.json.
+    The script's printed lines pass through (unless `quiet`); its tqdm bars do not. A failing stage raises a
+    ConfigError with the stage's own last error line, so a caller stops with one line naming the stage."""
+    cmd = [sys.executable, script, *to_flags(**settings)]
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in p.stdout:                            # printed here, so a notebook shows it too
+            if not quiet:
+                print(line, end="", flush=True)
+        p.wait()
+        err.seek(0)
+        lines = [ln for ln in err.read().replace("\r", "\n").splitlines() if ln.strip()]
+    if p.returncode != 0:
+        why = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "no message")
+        raise ConfigError(f"{os.path.basename(script)} failed (exit {p.returncode}): {why.removeprefix('error: ')}")
+    path = os.path.join(settings.get("out_dir", ""), "summary.json")
+    return json.load(open(path)) if os.path.isfile(path) else {}

@@ -6,7 +6,7 @@
 torchrun sets RANK / LOCAL_RANK / WORLD_SIZE; `setup()` joins the process group. Each rank takes its slice of every
 batch (`shard`: SFT examples, RL prompts), samples its own rollouts (`rank_seed`), DDP averages the gradients over
 ranks in backward, log rows are averaged over ranks (`all_mean`), and only rank 0 evaluates and writes files.
-The loss must be normalised by the *global* batch (see rl.microbatch_aggregate): a token-mean is this rank's token
+The loss must be normalised by the *global* batch (see rl.microbatch_agg_loss): a token-mean is this rank's token
 sum over the tokens of all ranks, times the world size (DDP's average divides by it again) — `token_scale`; a mean
 over answers needs nothing, every rank holds as many. Batch statistics (advantage whitening) are taken over all
 ranks too (`masked_whiten`).

@@ -34,6 +34,16 @@ def read_jsonl(path: str) -> list[dict]:
     return rows
 
 
+def write_table(path: str, lines: list[str]) -> str:
+    """A bench's result as Markdown at `path` (runs/make_docs.py copies it into docs/), printed too."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    print(text)
+    return text
+
+
 def write_summary(path: str, summary: dict):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

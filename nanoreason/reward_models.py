@@ -37,7 +37,7 @@ from nanoreason.tokenizer import Tokenizer
 from nanoreason.training import minibatch_epochs
 
 LABELS = ("oracle", "mc_hard", "mc_soft", "perturbed")
-AGGREGATES = ("min", "prod", "last")
+STEP_REDUCTIONS = ("min", "prod", "last")
 
 # An example: (problem, completion text, labels). ORM: labels = [outcome]. PRM: one label per step of the text.
 
@@ -99,7 +99,7 @@ def score(model: GPT, tok: Tokenizer, problems, texts, kind: str, batch_size: in
     return out
 
 
-def aggregate(step_scores: list[float], how: str) -> float:
+def reduce_steps(step_scores: list[float], how: str) -> float:
     """A PRM's step probabilities -> one score: min (the weakest step), prod (all steps right), last."""
     if not step_scores:
         return 0.0
@@ -109,7 +109,7 @@ def aggregate(step_scores: list[float], how: str) -> float:
         return float(torch.tensor(step_scores).prod())
     if how == "last":
         return step_scores[-1]
-    raise ConfigError(f"unknown aggregation {how!r}; choose from {', '.join(AGGREGATES)}")
+    raise ConfigError(f"unknown step reduction {how!r}; choose from {', '.join(STEP_REDUCTIONS)}")
 
 
 @torch.no_grad()
@@ -220,13 +220,13 @@ def outcome_accuracy(model: GPT, tok: Tokenizer, problems, texts, correct) -> fl
     return sum(int((x > 0.5) == bool(c)) for x, c in zip(s, correct)) / max(1, len(s))
 
 
-def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu", flag: str | None = None) -> GPT:
-    """The `kind` ("orm" or "prm") reward model at `path`, checked to be one and to share the policy's tokenizer;
-    `flag` names the option it came from in errors."""
+def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu") -> GPT:
+    """The `kind` ("orm" or "prm") reward model at `path` (the `--<kind>_ckpt` option), checked to be one and to share
+    the policy's tokenizer."""
     model, rm_tok, ckpt = load_model(path, kind="reward_model", device=device)
     got = ckpt["extra"].get("rm")
     if got != kind:
-        raise ConfigError(f"{path}: is a {got} checkpoint, passed as --{flag or kind}: it needs a {kind.upper()} "
+        raise ConfigError(f"{path}: is a {got} checkpoint, passed as --{kind}_ckpt: it needs a {kind.upper()} "
                           f"(train_{kind}.py)")
     if rm_tok.to_dict() != tok.to_dict():
         raise ConfigError(f"{path}: this reward model has a different tokenizer than the policy")
@@ -235,5 +235,5 @@ def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu", flag: 
 
 def prm_step_scorer(path: str, tok: Tokenizer, device="cpu"):
     """A learned PRM as the `steps` reward of an RL trainer: (problems, texts) -> per-step probabilities."""
-    prm = load_reward_model(path, "prm", tok, device, flag="prm_ckpt")
+    prm = load_reward_model(path, "prm", tok, device)
     return lambda problems, texts: score(prm, tok, problems, texts, "prm")

@@ -39,6 +39,12 @@ def masked_whiten(x, mask, shift_mean: bool = True, eps: float = 1e-8):
     return out * mask
 
 
+def outcome_advantages(correct, mask):
+    """A_t = whiten(R) on every completion token, R = 1 if the answer is right: REINFORCE with the batch-mean baseline
+    (Williams 1992), scaled by the batch's spread. correct (B,), mask (B, T) -> (B, T)."""
+    return masked_whiten(correct.float()[:, None] * mask, mask)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Log-probabilities, entropy
 
@@ -97,16 +103,16 @@ def rloo_advantages(rewards, group_size: int):
     return (r - loo).reshape(-1)
 
 
-def aggregate(loss, mask, mode: str = "token-mean", max_len: int | None = None):
+def agg_loss(loss, mask, mode: str = "token-mean", max_len: int | None = None):
     """Per-token losses (B, T) -> one number; the choice weights long and short answers differently.
     token-mean:      sum_it l / sum_it m                   every token counts the same (DAPO, Yu et al. 2025)
     seq-mean:        mean_i (sum_t l_i / |o_i|)            every answer counts the same (GRPO's 1/|o_i|)
     seq-sum-const:   sum_it l / (B * max_len)              a constant normaliser (Dr.GRPO): no length bias"""
-    return microbatch_aggregate(loss, mask, mode, mask.sum(), loss.shape[0], max_len)
+    return microbatch_agg_loss(loss, mask, mode, mask.sum(), loss.shape[0], max_len)
 
 
-def microbatch_aggregate(loss, mask, mode: str, n_tokens, n_seqs: int, max_len: int | None = None):
-    """One microbatch's share of `aggregate` over the whole batch, so that summing the shares (gradient
+def microbatch_agg_loss(loss, mask, mode: str, n_tokens, n_seqs: int, max_len: int | None = None):
+    """One microbatch's share of `agg_loss` over the whole batch, so that summing the shares (gradient
     accumulation; under DDP, across ranks too) gives exactly the big batch's loss and gradient. The bug this avoids
     (it hit verl and nanochat): averaging per-microbatch token-means weights a token by 1 / (its microbatch's tokens).
     n_tokens, n_seqs: mask.sum() and the number of answers over the WHOLE batch.
@@ -171,7 +177,7 @@ def ppo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 0.2, dua
                     agg: str = "token-mean", max_len: int | None = None):
     """L = masked_mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps))), r = exp(logp - old_logp).
     Dual clip (Ye et al. 2020): for A < 0 the loss is also capped at -A * c. Returns (loss, clip_fraction).
-    On-policy with one update (r = 1) its gradient is REINFORCE's: -A * grad log pi. `agg`: see `aggregate`."""
+    On-policy with one update (r = 1) its gradient is REINFORCE's: -A * grad log pi. `agg`: see `agg_loss`."""
     ratio = torch.exp(logp - old_logp)
     loss1 = -advantages * ratio
     loss2 = -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps)
@@ -179,7 +185,7 @@ def ppo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 0.2, dua
     if dual_clip is not None:
         loss = torch.where(advantages < 0, torch.min(loss, -advantages * dual_clip), loss)
     clipfrac = masked_mean((loss2 > loss1).float(), mask)
-    return aggregate(loss, mask, agg, max_len), clipfrac
+    return agg_loss(loss, mask, agg, max_len), clipfrac
 
 
 def value_loss(values, old_values, returns, mask, clip_eps: float | None = 0.2):

@@ -300,7 +300,7 @@ def is_test(p: Problem, test_fraction: float = 0.2) -> bool:
     return h / 2**64 < test_fraction
 
 
-def generate(n: int, split: str = "train", seed: int = 0, cfg: TaskConfig | None = None) -> list[Problem]:
+def make_problems(n: int, split: str = "train", seed: int = 0, cfg: TaskConfig | None = None) -> list[Problem]:
     """`n` distinct problems of `split` ("train" or "test"), deterministic in (split, seed, cfg). A problem belongs
     to test iff the hash of its arithmetic falls in the test bucket, so the splits cannot overlap whatever the seeds."""
     if split not in ("train", "test"):

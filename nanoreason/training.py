@@ -77,7 +77,7 @@ def sft_batch(tok, problems, block_size: int):
 
 def sft_loss(model, x, y, n_tokens=None):
     """Next-token cross-entropy over the positions where y != -1: their mean, or (gradient accumulation, DDP) their
-    sum / n_tokens, with n_tokens counted over the whole batch (rl.microbatch_aggregate explains why)."""
+    sum / n_tokens, with n_tokens counted over the whole batch (rl.microbatch_agg_loss explains why)."""
     logits = model(x)                                                  # (B, T, V)
     if n_tokens is None:
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1)
@@ -99,7 +99,7 @@ def sft_backward(model, micro, device: str, dtype: str, step: int) -> float:
     """Backward of one optimizer step's SFT loss over this process's microbatches [(x, y), ...] (gradient
     accumulation; under torchrun, `model` is DDP-wrapped and the other ranks hold the rest of the batch). Every
     microbatch's token sum is divided by the token count of the WHOLE batch — all microbatches, all ranks — so the
-    accumulated gradient is the big batch's token mean (rl.microbatch_aggregate). DDP averages gradients over ranks,
+    accumulated gradient is the big batch's token mean (rl.microbatch_agg_loss). DDP averages gradients over ranks,
     hence the count / world. Returns the whole batch's mean token loss."""
     world = distributed.world_size()
     n_tokens = distributed.all_sum(sum(int((y != -1).sum()) for _, y in micro)).item() / world

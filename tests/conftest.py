@@ -5,14 +5,13 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+import subprocess
+import sys
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 torch.set_num_threads(2)
 
 
@@ -24,7 +23,7 @@ def tiny_model():
 
 
 TINY_SFT = ["--min_steps=1", "--max_steps=1", "--ops=+-", "--vocab_size=300", "--n_layer=1", "--n_head=2",
-            "--n_embd=32", "--block_size=96", "--eval_problems=16", "--max_new_tokens=24", "--max_iters=4",
+            "--n_embd=32", "--block_size=96", "--eval_problems=16", "--max_new_tokens=24", "--iters=4",
             "--eval_interval=4"]
 
 

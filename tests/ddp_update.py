@@ -3,24 +3,22 @@ fine-tuning on fixed examples (training.finetune: expert iteration, RCRL; reward
 `python` (1 process, the whole batch) or under `torchrun` (each rank learns from its share, DDP). Writes the
 updated weights of each; the test compares them.
 
-    python tests/ddp_update.py SFT_CKPT OUT_DIR          # writes OUT_DIR/{grpo,rloo,ppo,finetune,orm}.pt
+    python -m tests.ddp_update SFT_CKPT OUT_DIR          # writes OUT_DIR/{grpo,rloo,ppo,finetune,orm}.pt
 """
 import copy
 import dataclasses
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-import train_grpo  # noqa: E402
-import train_ppo  # noqa: E402
-from nanoreason import distributed  # noqa: E402
-from nanoreason import reward_models as rm  # noqa: E402
-from nanoreason.checkpoint import load_start  # noqa: E402
-from nanoreason.rollouts import sample_groups  # noqa: E402
-from nanoreason.training import encode_pairs, finetune  # noqa: E402
+import train_grpo
+import train_ppo
+from nanoreason import distributed
+from nanoreason import reward_models as rm
+from nanoreason.checkpoint import load_start
+from nanoreason.rollouts import sample_groups
+from nanoreason.training import encode_pairs, finetune
 
 ALGOS = ("grpo", "rloo", "ppo", "finetune", "orm")
 
@@ -43,7 +41,7 @@ def learn(algo: str, rank: int, world: int):
         rm.fit(policy, tok, [(p, t, [float(i % 3 == 0)]) for i, (p, t) in enumerate(zip(problems, b.texts))][:5],
                "orm", epochs=2, batch_size=4, lr=1e-3)
     elif algo == "ppo":
-        cfg = train_ppo.PPOConfig(batch_size=16, minibatch_size=16, ppo_epochs=3, ent_coef=0.01)
+        cfg = train_ppo.PPOConfig(batch_size=16, minibatch_size=16, epochs=3, ent_coef=0.01)
         old_logp, old_values, adv, returns, _ = train_ppo.advantages(policy, ref, policy, mine, 0.05, cfg, 1.0)
         ddp = distributed.wrap(policy, world, heads=("value",))
         train_ppo.ppo_update(ddp, ddp, optimizer, list(policy.parameters()), mine, old_logp, old_values, adv, returns,

@@ -99,7 +99,7 @@ def test_curriculum_rises_over_the_first_half():
 
 
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--iters=3", "--batch_size=8", "--eval_problems=8",
-        "--eval_interval=3", "--max_new_tokens=24", "--k=2"]
+        "--eval_interval=3", "--max_new_tokens=24", "--group_size=2"]
 
 
 def run_distill(*args):
@@ -134,7 +134,7 @@ def test_distill_bad_input(sft_ckpt, tmp_path):
     args = [swap.get(a.split("=")[0], a) for a in TINY_SFT]          # longer questions: keep them in block_size
     subprocess.run([sys.executable, "train_sft.py", f"--out_dir={other}", *args], cwd=ROOT, check=True,
                    capture_output=True, timeout=120)
-    r = run_distill(f"--teacher_ckpt={sft_ckpt}", f"--student_init={other}/ckpt.pt", *TINY)
+    r = run_distill(f"--teacher_ckpt={sft_ckpt}", f"--init_from={other}/ckpt.pt", *TINY)
     assert r.returncode == 2 and "the student's tokenizer differs from the teacher's" in r.stderr
     assert f"{other}/ckpt.pt" in r.stderr
     # a student larger than its teacher: allowed, with a warning

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from nanoreason.tasks import TaskConfig, generate
+from nanoreason.tasks import TaskConfig, make_problems
 from nanoreason.tokenizer import Tokenizer
 from nanoreason.training import completion_batch
 from nanoreason.rollouts import keep_verified
@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_keep_verified_filters_and_deduplicates():
-    p = generate(1, "train", 0, TaskConfig(min_steps=2, max_steps=2))[0]
+    p = make_problems(1, "train", 0, TaskConfig(min_steps=2, max_steps=2))[0]
     right = p.solution
     lucky = re.sub(r"=(\d+)>>", lambda m: f"={int(m[1]) + 1}>>", right, count=1)   # a wrong first step, right answer
     texts, correct = [right, right, lucky, "#### 5"], [1, 1, 1, 0]
@@ -40,8 +40,8 @@ def run(script, *args):
 @pytest.mark.parametrize("script, extra", [("train_expert_iteration.py", ["--verify=steps"]),
                                            ("train_expert_iteration.py", []), ("train_rcrl.py", [])])
 def test_scripts_run_a_tiny_config(sft_ckpt, tmp_path, script, extra):
-    r = run(script, f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--rounds=2", "--problems_per_round=8",
-            "--k=2", "--max_new_tokens=16", "--eval_problems=16", *extra)
+    r = run(script, f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2", "--prompts_per_iter=8",
+            "--group_size=2", "--max_new_tokens=16", "--eval_problems=16", *extra)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.load(open(tmp_path / "summary.json"))
     assert s["samples"] == 2 * 8 * 2 and {"accuracy_before", "accuracy_after", "wall_seconds"} <= set(s)
@@ -50,9 +50,9 @@ def test_scripts_run_a_tiny_config(sft_ckpt, tmp_path, script, extra):
 
 
 @pytest.mark.parametrize("script, args, message", [
-    ("train_expert_iteration.py", ["--k=0"], "k (samples per problem) must be >= 1"),
+    ("train_expert_iteration.py", ["--group_size=0"], "group_size (samples per problem) must be >= 1"),
     ("train_expert_iteration.py", ["--verify=vibes"], "verify must be 'outcome' or 'steps'"),
-    ("train_rcrl.py", ["--k=0"], "k (samples per problem) must be >= 1"),
+    ("train_rcrl.py", ["--group_size=0"], "group_size (samples per problem) must be >= 1"),
 ])
 def test_bad_input_is_one_clear_line(script, args, message):
     r = run(script, *args)

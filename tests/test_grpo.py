@@ -47,7 +47,7 @@ def run_grpo(*args):
 @pytest.mark.parametrize("algo", [["--algo=grpo", "--kl_coef=0.04", "--epochs=2", "--minibatch_size=4"],
                                   ["--dr_grpo"], ["--algo=rloo"], ["--algo=reinforce"]])
 def test_grpo_script_runs_each_algorithm(sft_ckpt, tmp_path, algo):
-    r = run_grpo(f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--prompts_per_iter=2", "--group_size=3",
+    r = run_grpo(f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--prompts_per_iter=2", "--group_size=3",
                  "--max_new_tokens=16", "--eval_problems=16", "--eval_interval=2", "--iters=2", *algo)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.load(open(tmp_path / "summary.json"))
@@ -57,7 +57,7 @@ def test_grpo_script_runs_each_algorithm(sft_ckpt, tmp_path, algo):
 
 
 def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
-    common = [f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--prompts_per_iter=2", "--group_size=2",
+    common = [f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--prompts_per_iter=2", "--group_size=2",
               "--max_new_tokens=16", "--eval_problems=16", "--eval_interval=2"]
     assert run_grpo(*common, "--iters=2").returncode == 0
     r = run_grpo(*common, "--iters=4", "--resume")
@@ -82,7 +82,7 @@ def test_bad_input_is_one_clear_line(args, message):
 
 
 def test_compare_algorithms_writes_a_table_for_every_algorithm(sft_ckpt, tmp_path):
-    r = subprocess.run([sys.executable, "bench/compare_algorithms.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
+    r = subprocess.run([sys.executable, "bench/compare_algorithms.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}",
                         "--samples=64", "--k=2", "--eval_problems=8"], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

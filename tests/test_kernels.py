@@ -176,9 +176,22 @@ def test_triton_without_gpu_or_interpreter_is_a_clear_error(monkeypatch):
         logprobs(torch.randn(2, 5), torch.tensor([0, 1]), backend="triton")
 
 
-def test_auto_picks_the_chunked_twin_on_cpu(monkeypatch):
+def test_auto_picks_the_chunked_twin_on_cpu_for_large_logits(monkeypatch):
     import kernels.logprobs as kl
     calls = []
     monkeypatch.setattr(kl._Chunked, "apply", lambda *a: calls.append(1) or kl.logprobs_torch(a[0], a[1]))
     logprobs(torch.randn(2, 5), torch.tensor([0, 1]))
+    assert not calls                                                # small: the plain twin
+    monkeypatch.setattr(kl, "AUTO_TORCH_MAX", 4)
+    logprobs(torch.randn(2, 5), torch.tensor([0, 1]))
     assert calls
+
+
+def test_auto_is_the_readable_twin_for_small_logits_and_chunked_for_large():
+    from kernels.logprobs import AUTO_TORCH_MAX, auto_backend
+    assert auto_backend(False, 32 * 100 * 515) == "torch"           # a PPO minibatch of our model: plain log_softmax
+    assert auto_backend(False, AUTO_TORCH_MAX + 1) == "chunked"
+    assert auto_backend(True, AUTO_TORCH_MAX + 1) == "triton"
+    x, y = torch.randn(8, 50, requires_grad=True), torch.randint(0, 50, (8,))
+    out = logprobs(x, y, backend="auto")
+    assert torch.equal(out, logprobs(x, y, backend="torch"))

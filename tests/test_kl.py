@@ -103,13 +103,15 @@ def test_bad_input(kw, err, msg):
 
 
 @pytest.mark.parametrize("op", ["logprobs", "jsd"])
-def test_bench_prints_ratios_for_each_variant(op):
+def test_bench_writes_ratios_for_each_variant(op, tmp_path):
     import os
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "bench/kernels.py", "--N=64", "--V=512", "--compile=False", f"--op={op}",
-                        "--repeats=1"], cwd=root, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "bench/kernel_speed.py", "--N=64", "--V=512", "--compile=False", f"--op={op}",
+                        "--repeats=1", f"--out_dir={tmp_path}"], cwd=root, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:]}
+    table = open(tmp_path / f"{op}_N64_V512_float32.md").read()
+    rows = {cells[0]: cells for cells in ([c.strip() for c in ln.strip("|").split("|")]
+                                          for ln in table.splitlines()[4:])}
     assert set(rows) == {"eager", "chunked"} and rows["eager"][2] == "1.00"

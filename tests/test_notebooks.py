@@ -15,8 +15,10 @@ def test_there_are_tutorials():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_runs(path, monkeypatch):
+def test_notebook_runs(path, monkeypatch, tmp_path):
+    """Executed in memory at tiny settings, writing under tmp_path: the committed notebook and its outputs stay."""
     monkeypatch.setenv("NANOREASON_TINY", "1")
+    monkeypatch.setenv("NANOREASON_OUT", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path)}}).execute()

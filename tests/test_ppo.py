@@ -22,7 +22,7 @@ def test_ppo_raises_a_toy_reward():
     torch.manual_seed(0)
     policy = GPT(GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=32))
     ref = copy.deepcopy(policy).requires_grad_(False)
-    cfg = PPOConfig(batch_size=64, minibatch_size=32, ppo_epochs=2, kl_coef=0.01)
+    cfg = PPOConfig(batch_size=64, minibatch_size=32, epochs=2, kl_coef=0.01)
     params = list(policy.parameters())
     opt = torch.optim.AdamW(params, lr=3e-3)
     prompts = [torch.randint(0, 299, (3,)).tolist() for _ in range(64)]
@@ -48,7 +48,7 @@ def run_ppo(*args):
 
 
 def test_ppo_script_runs_resumes_and_writes_its_outputs(sft_ckpt, tmp_path):
-    common = [f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--batch_size=8", "--minibatch_size=4",
+    common = [f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--batch_size=8", "--minibatch_size=4",
               "--max_new_tokens=16", "--eval_problems=16", "--eval_interval=2"]
     r = run_ppo(*common, "--iters=2")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -80,12 +80,12 @@ def test_mismatched_tokenizer_is_named(sft_ckpt, tmp_path):
     ck = torch.load(sft_ckpt, weights_only=True)
     ck["tokenizer"]["specials"] = ck["tokenizer"]["specials"][:1]          # a tokenizer with fewer tokens
     torch.save(ck, tmp_path / "bad.pt")
-    r = run_ppo(f"--sft_ckpt={tmp_path / 'bad.pt'}", f"--out_dir={tmp_path}/o")
+    r = run_ppo(f"--init_from={tmp_path / 'bad.pt'}", f"--out_dir={tmp_path}/o")
     assert r.returncode == 2 and "tokenizer does not match" in r.stderr, r.stderr
 
 
 def test_nan_stops_with_the_step_and_keeps_the_last_checkpoint(sft_ckpt, tmp_path, monkeypatch):
-    cfg = PPOConfig(sft_ckpt=sft_ckpt, out_dir=str(tmp_path), iters=4, batch_size=8, minibatch_size=8,
+    cfg = PPOConfig(init_from=sft_ckpt, out_dir=str(tmp_path), iters=4, batch_size=8, minibatch_size=8,
                     max_new_tokens=16, eval_problems=16, eval_interval=2)
     real = train_ppo.rl.ppo_policy_loss
     calls = []
@@ -102,7 +102,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_checkpoint(sft_ckpt, tmp_pat
 
 def test_step_size_bench_skips_batches_without_contrast_and_names_a_bad_prefix(sft_ckpt):
     def bench(*args):
-        return subprocess.run([sys.executable, "bench/ppo_step_size.py", f"--sft_ckpt={sft_ckpt}", "--rounds=2",
+        return subprocess.run([sys.executable, "bench/ppo_step_size.py", f"--init_from={sft_ckpt}", "--iters=2",
                                "--batch_size=8", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     r = bench()                                  # the 4-step tiny SFT model gets nothing right: no advantage anywhere
     assert r.returncode == 0, r.stderr[-2000:]
@@ -123,8 +123,8 @@ def test_pairwise_cosine_measures_the_signal_fraction_of_noisy_gradients():
 
 def test_pg_snr_bench_sees_the_sft_signal_and_no_signal_without_contrast(sft_ckpt, tmp_path):
     def bench(*args):
-        return subprocess.run([sys.executable, "bench/pg_snr.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
-                               "--batches=3", "--batch_size=8", "--k=2", *args], cwd=ROOT, capture_output=True,
+        return subprocess.run([sys.executable, "bench/pg_snr.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}",
+                               "--batches=3", "--batch_size=8", "--group_size=2", *args], cwd=ROOT, capture_output=True,
                               text=True, timeout=120)
     r = bench()
     assert r.returncode == 0, r.stderr[-2000:]
@@ -132,6 +132,6 @@ def test_pg_snr_bench_sees_the_sft_signal_and_no_signal_without_contrast(sft_ckp
     assert summary["sft"]["cosine"] > 0.2                          # imitation: every batch pulls the same way
     assert summary["outcome"]["cosine"] == 0 and summary["outcome"]["batch_for_snr_1"] is None   # all wrong: 0
     assert summary["outcome_same_problems"]["cosine"] == 0 and summary["outcome_vs_sft"]["max"] == 0
-    bad = bench("--k=3")
-    assert bad.returncode == 2 and "k must be >= 2 and divide batch_size=8" in bad.stderr
+    bad = bench("--group_size=3")
+    assert bad.returncode == 2 and "group_size must be >= 2 and divide batch_size=8" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -87,13 +87,13 @@ def test_sft_starts_from_gpt2_weights(gpt2_dir, tmp_path):
     from tests.conftest import ROOT
     out = tmp_path / "sft"
     r = subprocess.run([sys.executable, "train_sft.py", f"--gpt2_dir={gpt2_dir}", f"--out_dir={out}", "--min_steps=1",
-                        "--max_steps=1", "--ops=+-", "--block_size=200", "--max_new_tokens=16", "--max_iters=2",
+                        "--max_steps=1", "--ops=+-", "--block_size=200", "--max_new_tokens=16", "--iters=2",
                         "--eval_interval=2", "--eval_problems=4", "--batch_size=4"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     model, tok, _ = load_model(str(out / "ckpt.pt"))
     assert model.cfg.gelu == "tanh" and model.cfg.block_size == 256 and tok.eot_id == 260
-    r = subprocess.run([sys.executable, "train_ppo.py", f"--sft_ckpt={out / 'ckpt.pt'}", f"--out_dir={tmp_path / 'ppo'}",
+    r = subprocess.run([sys.executable, "train_ppo.py", f"--init_from={out / 'ckpt.pt'}", f"--out_dir={tmp_path / 'ppo'}",
                         "--iters=1", "--batch_size=2", "--minibatch_size=2", "--eval_problems=4", "--eval_interval=1",
                         "--max_new_tokens=8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]                           # ... and PPO runs on from it

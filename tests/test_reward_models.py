@@ -11,7 +11,7 @@ import torch
 from nanoreason import reward_models as rm
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.search import best_of_n, pick
-from nanoreason.tasks import Problem, TaskConfig, check_steps, generate
+from nanoreason.tasks import Problem, TaskConfig, check_steps, make_problems
 from nanoreason.tokenizer import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,12 +20,12 @@ TASK = TaskConfig(min_steps=2, max_steps=3)
 
 @pytest.fixture(scope="module")
 def tok():
-    probs = generate(200, "train", 0, TASK)
+    probs = make_problems(200, "train", 0, TASK)
     return Tokenizer.train("\n".join(p.question + "\n" + p.solution for p in probs), 300)
 
 
 def test_prm_labels_sit_on_step_end_tokens_and_orm_labels_on_every_completion_token(tok):
-    p = generate(1, "train", 3, TASK)[0]
+    p = make_problems(1, "train", 3, TASK)[0]
     q, c, ends = rm.encode(tok, p, p.solution)
     ids, target, mask = rm.batch(tok, [(p, p.solution, [1.0, 0.0, 1.0][:len(ends)])], "prm", 200)
     marked = mask[0].nonzero().flatten().tolist()
@@ -38,7 +38,7 @@ def test_prm_labels_sit_on_step_end_tokens_and_orm_labels_on_every_completion_to
 
 
 def test_perturbed_examples_are_wrong_exactly_where_labelled():
-    probs = generate(30, "train", 1, TASK)
+    probs = make_problems(30, "train", 1, TASK)
     exs = rm.perturbed_examples(probs, seed=0)
     assert len(exs) == 60
     for p, text, labels in exs:
@@ -47,8 +47,8 @@ def test_perturbed_examples_are_wrong_exactly_where_labelled():
 
 def test_mc_labels_aggregation_and_pick_by_hand():
     assert rm.mc_label([0, 0, 1, 0], soft=False) == 1.0 and rm.mc_label([0, 0, 1, 0], soft=True) == 0.25
-    assert rm.aggregate([0.9, 0.2, 0.8], "min") == 0.2 and rm.aggregate([0.9, 0.2, 0.8], "last") == 0.8
-    assert rm.aggregate([0.5, 0.5], "prod") == pytest.approx(0.25)
+    assert rm.reduce_steps([0.9, 0.2, 0.8], "min") == 0.2 and rm.reduce_steps([0.9, 0.2, 0.8], "last") == 0.8
+    assert rm.reduce_steps([0.5, 0.5], "prod") == pytest.approx(0.25)
     assert pick([3, 5, 5, 7]) == 5 and pick([3, 5, 5, 7], [0.1, 0.2, 0.3, 0.9]) == 7
     p = Problem("q", "#### 5", 5)
     # k = 4 samples, two groups of 2: (5, 1) -> scores pick 1 (wrong); (2, 5) -> scores pick 5 (right)
@@ -61,7 +61,7 @@ def test_mc_labels_aggregation_and_pick_by_hand():
 def test_a_tiny_orm_learns_a_labelling_it_can_see(tok):
     """Label = 1 iff the answer ends in an even number: the ORM must read the last tokens to get it right."""
     torch.manual_seed(0)
-    probs = generate(64, "train", 2, TASK)
+    probs = make_problems(64, "train", 2, TASK)
     exs = [(p, p.solution, [float(p.answer % 2 == 0)]) for p in probs]
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=2, n_head=2, n_embd=64))
     rm.fit(model, tok, exs, "orm", epochs=40, batch_size=16, lr=3e-3)
@@ -73,7 +73,7 @@ def test_collect_pays_steps_from_a_learned_scorer(tok):
     from nanoreason.rollouts import collect
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=1, n_head=2, n_embd=32))
-    probs = generate(4, "train", 4, TASK)
+    probs = make_problems(4, "train", 4, TASK)
     b = collect(model, tok, probs, {"steps": 2.0}, "none", 24, 1.0, torch.Generator().manual_seed(0),
                 step_scorer=lambda ps, ts: [[0.25] * 9 for _ in ts])
     for i, t in enumerate(b.texts):             # each step end gets 2 * 0.25 = 0.5, nothing else is paid
@@ -85,24 +85,24 @@ def run(*args):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
 
 
-TINY = ["--problems=8", "--k=2", "--epochs=1", "--eval_problems=8", "--max_new_tokens=16"]
+TINY = ["--problems=8", "--group_size=2", "--epochs=1", "--eval_problems=8", "--max_new_tokens=16"]
 
 
 def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
-    r = run("train_orm.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/orm", *TINY)
+    r = run("train_orm.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}/orm", *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 0 <= json.load(open(tmp_path / "orm" / "summary.json"))["verdict_accuracy"] <= 1
     for labels in ("oracle", "mc_soft", "perturbed"):
-        r = run("train_prm.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/prm_{labels}", f"--labels={labels}",
+        r = run("train_prm.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}/prm_{labels}", f"--labels={labels}",
                 "--mc_n=2", *TINY)
         assert r.returncode == 0, r.stderr[-2000:]
         s = json.load(open(tmp_path / f"prm_{labels}" / "summary.json"))
         assert 0 <= s["step_accuracy"] <= 1 and (labels != "mc_soft" or set(s["mc_agreement_with_oracle"]) == {"1", "2"})
     r = run("eval.py", f"--ckpt={sft_ckpt}", "--k=4", "--best_of=1,2,4", "--eval_problems=8", "--max_new_tokens=16",
-            f"--orm={tmp_path}/orm/ckpt.pt", f"--prm={tmp_path}/prm_oracle/ckpt.pt", f"--out={tmp_path}/eval.json",
+            f"--orm_ckpt={tmp_path}/orm/ckpt.pt", f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt", f"--out_dir={tmp_path}/eval",
             "--beam=2", "--expand=2", "--mmr=2")
     assert r.returncode == 0, r.stderr[-2000:]
-    e = json.load(open(tmp_path / "eval.json"))
+    e = json.load(open(tmp_path / "eval" / f"{os.path.basename(os.path.dirname(sft_ckpt))}_k4.json"))
     assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min",
             "PRM beam search (width 2 x 2)", "any right, MMR-chosen 2", "maj, first 2",
             "rerank@4 oracle PRM-min"} <= set(e["table"])
@@ -110,22 +110,22 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last", "oracle PRM-min"}
     assert e["table"]["rerank@4 oracle PRM-min"] <= e["table"]["pass@4"] + 1e-9
     # PPO paid by the learned PRM (and refusing an ORM there)
-    ppo = ["train_ppo.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/ppo", "--iters=1", "--batch_size=4",
+    ppo = ["train_ppo.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}/ppo", "--iters=1", "--batch_size=4",
            "--minibatch_size=4", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1"]
     r = run(*ppo, f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt")
     assert r.returncode == 0, r.stderr[-2000:]
     r = run(*ppo, f"--prm_ckpt={tmp_path}/orm/ckpt.pt")
     assert r.returncode == 2 and "needs a PRM" in r.stderr, r.stderr
-    r = run("train_grpo.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}/grpo", "--iters=1", "--prompts_per_iter=2",
+    r = run("train_grpo.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}/grpo", "--iters=1", "--prompts_per_iter=2",
             "--group_size=2", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1",
             "--shaping=delta", f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt")
     assert r.returncode == 0, r.stderr[-2000:]
     # bad input: a reward model as the policy, a policy as the ORM, a PRM as the ORM, N > k
     for args, msg in [([f"--ckpt={tmp_path}/orm/ckpt.pt"], "is a reward_model checkpoint, but a policy"),
-                      ([f"--ckpt={sft_ckpt}", f"--orm={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
-                      ([f"--ckpt={sft_ckpt}", f"--orm={tmp_path}/prm_oracle/ckpt.pt"], "is a prm checkpoint, passed as --orm"),
+                      ([f"--ckpt={sft_ckpt}", f"--orm_ckpt={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
+                      ([f"--ckpt={sft_ckpt}", f"--orm_ckpt={tmp_path}/prm_oracle/ckpt.pt"], "is a prm checkpoint, passed as --orm_ckpt"),
                       ([f"--ckpt={sft_ckpt}", "--k=4", "--best_of=8"], "best_of=8 is larger than k=4"),
-                      ([f"--ckpt={sft_ckpt}", "--beam=2"], "--beam needs --prm")]:
+                      ([f"--ckpt={sft_ckpt}", "--beam=2"], "--beam needs --prm_ckpt")]:
         r = run("eval.py", *args)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
 
@@ -150,25 +150,25 @@ def test_prm_beam_search_follows_the_scorer(tok):
     from nanoreason.search import prm_beam_search
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=1, n_head=2, n_embd=32))
-    probs = generate(3, "train", 7, TASK)
+    probs = make_problems(3, "train", 7, TASK)
     seen = []
 
     def oracle_min(ps, ts):
         seen.extend(ts)
-        return [rm.aggregate(rm.oracle_labels(p, t), "min") for p, t in zip(ps, ts)]
+        return [rm.reduce_steps(rm.oracle_labels(p, t), "min") for p, t in zip(ps, ts)]
     out = prm_beam_search(model, tok, oracle_min, probs, beam_width=2, expand=2, max_steps=2, max_new_tokens=12)
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
     assert seen and all(t in seen or t == "" for t in out)                      # answers come from scored candidates
 
 
 def test_reward_hacking_bench_runs_and_tabulates(sft_ckpt, tmp_path):
-    r = run("bench/reward_hacking.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--shapings=none,delta",
+    r = run("bench/reward_hacking.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--shapings=none,delta",
             "--iters=2", "--batch_size=8", "--eval_problems=8")
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(tmp_path / "results.json"))
     assert set(res) == {"none", "delta"} and all(x["steps_start"] >= 0 for x in res.values())
     assert (tmp_path / "hacking.png").exists() and "| delta |" in open(tmp_path / "table.md").read()
-    r = run("bench/reward_hacking.py", f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path / 'grpo'}", "--algo=grpo",
+    r = run("bench/reward_hacking.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path / 'grpo'}", "--algo=grpo",
             "--shapings=delta", "--iters=2", "--batch_size=8", "--eval_problems=8")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.load(open(tmp_path / "grpo" / "delta" / "summary.json"))["algo"] == "grpo"

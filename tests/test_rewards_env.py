@@ -6,7 +6,7 @@ from nanoreason.config import ConfigError
 from nanoreason.env import BatchedCoTEnv, CoTEnv
 from nanoreason.rewards import (compound_reward, format_reward, outcome_reward, parse_weights, shape_step_rewards,
                                 step_end_tokens, step_rewards, token_rewards)
-from nanoreason.tasks import Problem, Step, generate
+from nanoreason.tasks import Problem, Step, make_problems
 from nanoreason.tokenizer import Tokenizer
 
 
@@ -68,7 +68,7 @@ def test_compound_reward():
 
 @pytest.fixture(scope="module")
 def tok():
-    return Tokenizer.train("\n".join(p.question + "\n" + p.solution for p in generate(300, "train")), 400)
+    return Tokenizer.train("\n".join(p.question + "\n" + p.solution for p in make_problems(300, "train")), 400)
 
 
 def test_token_placement_agrees_with_the_env(tok):

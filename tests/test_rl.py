@@ -171,14 +171,14 @@ def test_rloo_matches_a_slow_leave_one_out_loop():
     torch.testing.assert_close(rl.rloo_advantages(r, G), G / (G - 1) * rl.group_advantages(r, G, scale=False))
 
 
-def test_aggregate_by_hand():
+def test_agg_loss_by_hand():
     loss = torch.tensor([[1.0, 2.0, 9.0], [3.0, 9.0, 9.0]])
     m = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    assert rl.aggregate(loss, m, "token-mean").item() == pytest.approx(6 / 3)           # (1 + 2 + 3) / 3 tokens
-    assert rl.aggregate(loss, m, "seq-mean").item() == pytest.approx((1.5 + 3) / 2)     # per answer, then mean
-    assert rl.aggregate(loss, m, "seq-sum-const", max_len=4).item() == pytest.approx(6 / (2 * 4))
+    assert rl.agg_loss(loss, m, "token-mean").item() == pytest.approx(6 / 3)           # (1 + 2 + 3) / 3 tokens
+    assert rl.agg_loss(loss, m, "seq-mean").item() == pytest.approx((1.5 + 3) / 2)     # per answer, then mean
+    assert rl.agg_loss(loss, m, "seq-sum-const", max_len=4).item() == pytest.approx(6 / (2 * 4))
     with pytest.raises(ValueError, match="unknown loss aggregation"):
-        rl.aggregate(loss, m, "median")
+        rl.agg_loss(loss, m, "median")
 
 
 def test_on_policy_clipped_loss_has_the_reinforce_gradient():
@@ -216,18 +216,18 @@ def test_k_larger_than_the_samples_is_a_clear_error():
 
 @pytest.mark.parametrize("mode", ["token-mean", "seq-mean", "seq-sum-const"])
 def test_gradient_accumulation_equals_one_big_batch(mode):
-    """Uneven microbatches (answers of very different lengths): summing microbatch_aggregate's shares gives the big
+    """Uneven microbatches (answers of very different lengths): summing microbatch_agg_loss's shares gives the big
     batch's gradient exactly; the naive average of per-microbatch aggregates does not (token-mean, seq-mean)."""
     torch.manual_seed(0)
     w = torch.randn(6, 10, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([10, 1, 2, 9, 3, 1])
     mask = (torch.arange(10)[None] < lengths[:, None]).double()
     loss_of = lambda rows: (w[rows] ** 2) * torch.arange(1, 11)      # noqa: E731  per-token losses (b, T)
-    big = torch.autograd.grad(rl.aggregate(loss_of(slice(None)), mask, mode, max_len=10), w)[0]
+    big = torch.autograd.grad(rl.agg_loss(loss_of(slice(None)), mask, mode, max_len=10), w)[0]
     parts = [slice(0, 1), slice(1, 4), slice(4, 6)]
-    acc = sum(torch.autograd.grad(rl.microbatch_aggregate(loss_of(p), mask[p], mode, mask.sum(), 6, 10), w)[0]
+    acc = sum(torch.autograd.grad(rl.microbatch_agg_loss(loss_of(p), mask[p], mode, mask.sum(), 6, 10), w)[0]
               for p in parts)
     assert torch.allclose(acc, big, rtol=1e-12, atol=1e-12)
-    naive = sum(torch.autograd.grad(rl.aggregate(loss_of(p), mask[p], mode, max_len=10) / len(parts), w)[0]
+    naive = sum(torch.autograd.grad(rl.agg_loss(loss_of(p), mask[p], mode, max_len=10) / len(parts), w)[0]
                 for p in parts)
     assert not torch.allclose(naive, big, rtol=1e-3)          # uneven parts: every mode's naive average is wrong

@@ -11,8 +11,8 @@ import torch
 
 from tests.conftest import ROOT, TINY_SFT
 
-ARGS = [a for a in TINY_SFT if not a.startswith(("--max_iters", "--eval_interval"))] + \
-    ["--max_iters=4", "--eval_interval=100", "--batch_size=8", "--device=cpu", "--eval_problems=4"]
+ARGS = [a for a in TINY_SFT if not a.startswith(("--iters", "--eval_interval"))] + \
+    ["--iters=4", "--eval_interval=100", "--batch_size=8", "--device=cpu", "--eval_problems=4"]
 
 
 def sft(out, *extra, nproc=1):
@@ -92,7 +92,7 @@ def updates(sft_ckpt, tmp_path_factory):
         d = tmp_path_factory.mktemp(f"procs{n}")
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] \
             if n > 1 else [sys.executable]
-        r = subprocess.run([*launcher, "tests/ddp_update.py", sft_ckpt, str(d)], cwd=ROOT, capture_output=True,
+        r = subprocess.run([*launcher, "-m", "tests.ddp_update", sft_ckpt, str(d)], cwd=ROOT, capture_output=True,
                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert r.returncode == 0, r.stderr[-3000:]
         out[n] = d
@@ -115,7 +115,7 @@ def test_rl_update_on_two_processes_matches_one(sft_ckpt, updates, algo):
     ("train_ppo.py", ["--batch_size=4", "--minibatch_size=2"])])
 def test_rl_scripts_run_under_torchrun(sft_ckpt, tmp_path, script, args):
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script,
-                        f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2", "--eval_interval=2",
+                        f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2", "--eval_interval=2",
                         "--max_new_tokens=16", "--eval_problems=8", "--device=cpu", *args],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -124,27 +124,27 @@ def test_rl_scripts_run_under_torchrun(sft_ckpt, tmp_path, script, args):
     assert [row["step"] for row in rows if "reward" in row] == [1, 2]          # one writer, one row per iteration
     assert json.load(open(tmp_path / "summary.json"))["eval_problems"] == 8
     bad = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script,
-                          f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--device=cpu", *args[:-1],
+                          f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--device=cpu", *args[:-1],
                           "--minibatch_size=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "minibatch_size=3 cannot be split evenly over 2 processes" in bad.stderr
 
 
-RM = ["--problems=8", "--k=2", "--epochs=1", "--eval_problems=8"]
+RM = ["--problems=8", "--group_size=2", "--epochs=1", "--eval_problems=8"]
 
 
 @pytest.mark.parametrize("script, args", [
-    ("train_expert_iteration.py", ["--rounds=2", "--problems_per_round=8", "--k=2", "--eval_problems=8",
+    ("train_expert_iteration.py", ["--iters=2", "--prompts_per_iter=8", "--group_size=2", "--eval_problems=8",
                                    "--dtype=bfloat16", "--activation_checkpointing"]),
-    ("train_rcrl.py", ["--rounds=1", "--problems_per_round=8", "--k=2", "--eval_problems=8"]),
+    ("train_rcrl.py", ["--iters=1", "--prompts_per_iter=8", "--group_size=2", "--eval_problems=8"]),
     ("train_orm.py", [*RM, "--dtype=bfloat16"]), ("train_prm.py", ["--labels=mc_hard", "--mc_n=2", *RM]),
-    ("train_distill.py", ["--mode=sequence", "--iters=2", "--batch_size=8", "--k=2", "--n_layer=1", "--n_embd=16",
+    ("train_distill.py", ["--mode=sequence", "--iters=2", "--batch_size=8", "--group_size=2", "--n_layer=1", "--n_embd=16",
                           "--eval_interval=2", "--eval_problems=8"]),
     ("train_distill.py", ["--mode=on_policy", "--iters=2", "--batch_size=4", "--n_layer=1", "--n_embd=16",
                           "--eval_interval=2", "--eval_problems=8", "--dtype=bfloat16", "--activation_checkpointing"])])
 def test_other_stages_run_under_torchrun(sft_ckpt, tmp_path, script, args):
     """Expert iteration, RCRL, ORM, PRM (with MC rollouts) and distillation under torchrun; some with bf16 autocast
     and activation checkpointing."""
-    start = "--teacher_ckpt" if script == "train_distill.py" else "--sft_ckpt"
+    start = "--teacher_ckpt" if script == "train_distill.py" else "--init_from"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script,
                         f"{start}={sft_ckpt}", f"--out_dir={tmp_path}", "--max_new_tokens=16", "--device=cpu", *args],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -157,7 +157,7 @@ def test_other_stages_run_under_torchrun(sft_ckpt, tmp_path, script, args):
                                                             "--ent_coef_end=0.1"]),
                                           ("train_ppo.py", ["--batch_size=4", "--minibatch_size=2"])])
 def test_rl_scripts_take_bf16_and_activation_checkpointing(sft_ckpt, tmp_path, script, args):
-    r = subprocess.run([sys.executable, script, f"--sft_ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2",
+    r = subprocess.run([sys.executable, script, f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2",
                         "--eval_interval=2", "--max_new_tokens=16", "--eval_problems=8", "--device=cpu", "--lr=1e-3",
                         "--dtype=bfloat16", "--activation_checkpointing", *args],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -9,7 +9,7 @@ import torch
 
 import train_sft
 from nanoreason.checkpoint import load_checkpoint
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from train_sft import SFTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,26 +20,26 @@ TINY = dict(min_steps=1, max_steps=1, max_value=30, ops="+-", vocab_size=300, n_
 def test_sft_fits_a_small_gsm8k_file(tmp_path):
     """The whole pipeline (GSM8K loader, loss mask, tokenizer, greedy eval) can fit 32 problems: 0% -> > 60%."""
     with open(tmp_path / "train.jsonl", "w") as f:
-        for p in generate(32, "train", seed=5):
+        for p in make_problems(32, "train", seed=5):
             f.write(json.dumps({"question": p.question, "answer": p.solution}) + "\n")
     data = str(tmp_path / "train.jsonl")
-    cfg = SFTConfig(out_dir=str(tmp_path / "out"), gsm8k_train=data, gsm8k_test=data, max_iters=300, eval_interval=150,
+    cfg = SFTConfig(out_dir=str(tmp_path / "out"), gsm8k_train=data, gsm8k_test=data, iters=300, eval_interval=150,
                     vocab_size=512, n_layer=2, n_head=2, n_embd=64, block_size=160, eval_problems=32,
                     max_new_tokens=48, warmup_iters=10)
     summary = train_sft.train(cfg)
     rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
     accs = [r["accuracy"] for r in rows if "accuracy" in r]
     losses = [r["loss"] for r in rows if "loss" in r]
-    assert accs[0] < 0.05 and summary["accuracy"] > 0.6, accs
+    assert accs[0] < 0.05 and summary["accuracy_after"] > 0.6, accs
     assert losses[-1] < 0.2 * losses[0]
     for f in ("ckpt.pt", "tokenizer.json", "sft.png", "summary.json"):
         assert (tmp_path / "out" / f).exists()
     s = json.load(open(tmp_path / "out" / "summary.json"))
-    assert s["eval_problems"] == 32 and s["params"] > 0 and s["wall_seconds"] > 0 and s["accuracy"] == accs[-1]
+    assert s["eval_problems"] == 32 and s["params"] > 0 and s["wall_seconds"] > 0 and s["accuracy_after"] == accs[-1]
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
-    kw = dict(max_iters=20, eval_interval=10, **TINY)
+    kw = dict(iters=20, eval_interval=10, **TINY)
     train_sft.train(SFTConfig(out_dir=str(tmp_path / "a"), **kw))
 
     real, calls = train_sft.sft_batch, []
@@ -83,14 +83,14 @@ def test_bad_input_is_one_clear_line(args, message):
 
 
 def test_resume_with_another_config_names_the_field_and_keeps_the_checkpoint(tmp_path):
-    train_sft.train(SFTConfig(out_dir=str(tmp_path), max_iters=2, eval_interval=2, **TINY))
+    train_sft.train(SFTConfig(out_dir=str(tmp_path), iters=2, eval_interval=2, **TINY))
     before = open(tmp_path / "ckpt.pt", "rb").read()
     args = [f"--{k}={v}" for k, v in TINY.items() if k != "n_embd"]
-    r = run("train_sft.py", f"--out_dir={tmp_path}", "--resume", "--n_embd=32", "--max_iters=4", *args)
+    r = run("train_sft.py", f"--out_dir={tmp_path}", "--resume", "--n_embd=32", "--iters=4", *args)
     assert r.returncode == 2 and "n_embd=64" in r.stderr and "n_embd=32" in r.stderr, r.stderr
     assert open(tmp_path / "ckpt.pt", "rb").read() == before
     # a fresh (non-resume) run into the same directory moves the old checkpoint aside instead of destroying it
-    train_sft.train(SFTConfig(out_dir=str(tmp_path), max_iters=2, eval_interval=2, **TINY))
+    train_sft.train(SFTConfig(out_dir=str(tmp_path), iters=2, eval_interval=2, **TINY))
     assert open(tmp_path / "ckpt.pt.prev", "rb").read() == before
 
 
@@ -102,7 +102,7 @@ def test_too_long_questions_name_block_size(tmp_path):
 
 
 def test_sample_shows_verdicts(tmp_path):
-    train_sft.train(SFTConfig(out_dir=str(tmp_path), max_iters=2, eval_interval=2, **TINY))
+    train_sft.train(SFTConfig(out_dir=str(tmp_path), iters=2, eval_interval=2, **TINY))
     r = run("sample.py", f"--ckpt={tmp_path}/ckpt.pt", "--test_problems=2", "--max_new_tokens=8")
     assert r.returncode == 0 and r.stdout.count("Q: ") == 2 and "truth" in r.stdout, r.stderr
     r = run("sample.py", f"--ckpt={tmp_path}/nothing.pt")
@@ -112,9 +112,9 @@ def test_sample_shows_verdicts(tmp_path):
 def test_repeat_a_step_pads_with_a_step_the_oracle_accepts():
     import random
 
-    from nanoreason.tasks import TaskConfig, check_steps, generate, split_steps
+    from nanoreason.tasks import TaskConfig, check_steps, make_problems, split_steps
     from train_sft import repeat_a_step
-    for i, p in enumerate(generate(20, "train", 0, TaskConfig())):
+    for i, p in enumerate(make_problems(20, "train", 0, TaskConfig())):
         q = repeat_a_step(p, random.Random(i))
         assert len(split_steps(q.solution)) == len(split_steps(p.solution)) + 1
         assert all(check_steps(q, q.solution)) and q.solution.endswith(f"#### {p.answer}")

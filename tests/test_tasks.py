@@ -4,21 +4,21 @@ from fractions import Fraction
 import pytest
 
 from nanoreason.config import ConfigError
-from nanoreason.tasks import (Problem, Step, TaskConfig, check_steps, extract_answer, generate, load_gsm8k,
+from nanoreason.tasks import (Problem, Step, TaskConfig, check_steps, extract_answer, make_problems, load_gsm8k,
                               parse_arith, signature)
 
 FIXTURE = __file__.rsplit("/", 1)[0] + "/data/gsm8k_tiny.jsonl"
 
 
 def test_generator_is_deterministic_and_seeded():
-    a, b, c = generate(50, "train", seed=1), generate(50, "train", seed=1), generate(50, "train", seed=2)
+    a, b, c = make_problems(50, "train", seed=1), make_problems(50, "train", seed=1), make_problems(50, "train", seed=2)
     assert [p.question for p in a] == [p.question for p in b]
     assert [p.question for p in a] != [p.question for p in c]
 
 
 def test_train_and_test_never_share_a_problem():
-    test = generate(1000, "test", seed=0)
-    train = generate(4000, "train", seed=7)       # the default task has only a few thousand distinct chains
+    test = make_problems(1000, "test", seed=0)
+    train = make_problems(4000, "train", seed=7)       # the default task has only a few thousand distinct chains
     assert not {signature(p) for p in test} & {signature(p) for p in train}
     assert not {p.question for p in test} & {p.question for p in train}
     assert len({signature(p) for p in test}) == 1000          # the test set has no duplicates either
@@ -26,7 +26,7 @@ def test_train_and_test_never_share_a_problem():
 
 @pytest.mark.parametrize("cfg", [TaskConfig(), TaskConfig(1, 1, 40, 3, "+"), TaskConfig(3, 6, 200, 9, "*/-+")])
 def test_reference_solutions_are_right_and_respect_the_knobs(cfg):
-    for p in generate(300, "train", seed=3, cfg=cfg):
+    for p in make_problems(300, "train", seed=3, cfg=cfg):
         lines = p.solution.split("\n")
         assert cfg.min_steps <= len(p.steps) == len(lines) - 1 <= cfg.max_steps
         assert extract_answer(p.solution) == p.answer == p.steps[-1].result

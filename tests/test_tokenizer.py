@@ -1,13 +1,13 @@
 import pytest
 
 from nanoreason.config import ConfigError
-from nanoreason.tasks import generate
+from nanoreason.tasks import make_problems
 from nanoreason.tokenizer import EOT, Tokenizer, train_bpe
 
 
 @pytest.fixture(scope="module")
 def tok():
-    text = "\n".join(p.question + "\n" + p.solution for p in generate(500, "train", seed=0))
+    text = "\n".join(p.question + "\n" + p.solution for p in make_problems(500, "train", seed=0))
     return Tokenizer.train(text, vocab_size=400)
 
 
@@ -56,7 +56,7 @@ def test_bad_tokenizer_file_names_the_file(tmp_path):
 
 
 def test_whole_numbers_merge_frequent_numbers_and_survive_save_load(tmp_path):
-    text = "\n".join(p.question + "\n" + p.solution for p in generate(500, "train", seed=0))
+    text = "\n".join(p.question + "\n" + p.solution for p in make_problems(500, "train", seed=0))
     whole = Tokenizer.train(text, vocab_size=400, numbers="whole")
     s = "12+5=<<12+5=17>>17\n#### 17"
     pieces = [whole.decode([i]) for i in whole.encode(s)]

@@ -1,9 +1,9 @@
 """Time and peak extra memory of target-token log-probs (or a per-token KL), forward + backward, as ratios to eager.
 
-    python bench/kernels.py                          # N=8192, V=32768, fp32, on CPU (or the GPU if there is one)
-    python bench/kernels.py --N=16384 --V=131072 --dtype=bfloat16     # the GPU shapes of the kernels issue
-    python bench/kernels.py --op=jsd                 # kernels.kl_div instead: --op=forward, reverse or jsd
-    python bench/kernels.py --op=linear --C=128      # kernels.linear_logprobs: the lm_head matmul fused in
+    python bench/kernel_speed.py                          # N=8192, V=32768, fp32, on CPU (or the GPU if there is one)
+    python bench/kernel_speed.py --N=16384 --V=131072 --dtype=bfloat16     # the GPU shapes of the kernels issue
+    python bench/kernel_speed.py --op=jsd                 # kernels.kl_div instead: --op=forward, reverse or jsd
+    python bench/kernel_speed.py --op=linear --C=128      # kernels.linear_logprobs: the lm_head matmul fused in
 
 Variants: eager (log_softmax + gather; for --op=linear, h @ w.T first), chunked (kernels' pure-torch chunked twin),
 compiled (torch.compile of the eager twin), triton (CUDA only; for --op=linear, a matmul and then the kernel).
@@ -18,13 +18,12 @@ import sys
 import time
 from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from kernels.kl import KINDS, _divergence, kl_div  # noqa: E402
-from kernels.logprobs import linear_logprobs, logprobs, logprobs_torch  # noqa: E402
-from nanoreason.config import check, parse_args, run_main  # noqa: E402
+from kernels.kl import KINDS, _divergence, kl_div
+from kernels.logprobs import linear_logprobs, logprobs, logprobs_torch
+from nanoreason.config import check, parse_args, run_main
+from nanoreason.report import write_table
 
 
 @dataclass
@@ -36,6 +35,7 @@ class BenchConfig:
     compile: bool = True
     op: str = "logprobs"      # logprobs, linear (hidden states (N, C) and an lm_head (V, C) in), or a kl_div kind
     C: int = 128              # --op=linear: the hidden width (128: our model; 768: GPT-2 small)
+    out_dir: str = "out/bench_kernels"   # writes <op>_N<N>_V<V>_<dtype>.md
     worker: str = ""          # internal: run one variant and print JSON
     peak: bool = False        # internal (CPU): print the worker's peak resident memory after one run
 
@@ -142,10 +142,12 @@ def main(c: BenchConfig):
             res["peak_extra"] = measure_cpu_peak(c, v) - base
         rows[v] = res
     e = rows.get("eager")
-    print(f"{'variant':9s} {'fwd+bwd':>10s} {'x eager':>8s} {'peak extra':>11s} {'x eager':>8s}")
+    lines = [f"{c.op}: N={c.N}, V={c.V}{f', C={c.C}' if c.op == 'linear' else ''}, {c.dtype}, {where}", "",
+             "| variant | fwd+bwd ms | x eager | peak extra MiB | x eager |", "|---|---|---|---|---|"]
     for v, r in rows.items():
-        print(f"{v:9s} {r['time'] * 1e3:8.1f}ms {r['time'] / e['time']:8.2f} {r['peak_extra'] / 2**30:9.2f}GiB "
-              f"{r['peak_extra'] / e['peak_extra']:8.2f}")
+        lines.append(f"| {v} | {r['time'] * 1e3:.1f} | {r['time'] / e['time']:.2f} | {r['peak_extra'] / 2**20:.1f} | "
+                     f"{r['peak_extra'] / max(e['peak_extra'], 1):.2f} |")
+    write_table(os.path.join(c.out_dir, f"{c.op}_N{c.N}_V{c.V}_{c.dtype}.md"), lines)
 
 
 if __name__ == "__main__":
