@@ -54,7 +54,7 @@ PPO_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_ppo
 class DistillConfig:
     out_dir: str = "out/distill"
     teacher_ckpt: str = "out/ppo/ckpt.pt"   # the teacher; trained with train_ppo.py's defaults if missing
-    init_from: str = ""                  # "": a fresh student of the size below; or a policy checkpoint
+    init_from: str = ""                     # "": a fresh student of the size below; or a policy checkpoint
     n_layer: int = 2                        # the fresh student (the default teacher: 4 layers, 128 wide)
     n_head: int = 2
     n_embd: int = 64
@@ -65,7 +65,7 @@ class DistillConfig:
     beta: float = 0.5                       # jsd's mixture weight
     temperature: float = 1.0                # softens both distributions in the divergence (loss scaled by T^2)
     sample_temperature: float = 1.0         # of the teacher's / student's samples
-    group_size: int = 4                              # sequence mode: teacher samples per problem (batch_size // group_size problems)
+    group_size: int = 4                     # sequence mode: teacher samples per problem
     curriculum: bool = False                # max reasoning steps per problem rises over the first half of training
     iters: int = 600
     batch_size: int = 32                    # sequences per iteration

@@ -38,11 +38,11 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 @dataclass
 class EIConfig:
     out_dir: str = "out/expert_iteration"
-    init_from: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    init_from: str = "out/sft/ckpt.pt"    # the start; trained with the default SFT config if missing
     seed: int = 0
     iters: int = 8
     prompts_per_iter: int = 256
-    group_size: int = 4                            # samples per problem
+    group_size: int = 4                   # samples per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
     verify: str = "outcome"               # outcome: the final answer is right; steps: ... and every step is

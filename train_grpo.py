@@ -11,7 +11,7 @@ other completions of the same prompt.
 One iteration: sample `group_size` completions for each of `prompts_per_iter` fresh problems, score them (one number
 each), turn the scores into advantages within each group, then `epochs` passes of the loss below.
 
-               advantage A_i (on every token of o_i)    loss over tokens (rl.agg_loss)   clip   KL (k3) in the loss
+               advantage A_i (on every token of o_i)    loss over tokens (rl.agg_loss)    clip   KL (k3) in the loss
   grpo         (r_i - mean_g r) / std_g r               seq-mean: 1/|o_i| per answer       yes    kl_coef
   --dr_grpo    r_i - mean_g r                           seq-sum-const: 1/max_new_tokens    yes    kl_coef
   rloo         r_i - mean_{j != i} r_j                  token-mean                         yes    kl_coef
@@ -55,7 +55,7 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 @dataclass
 class GRPOConfig:
     out_dir: str = "out/grpo"
-    init_from: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    init_from: str = "out/sft/ckpt.pt"    # the start; trained with the default SFT config if missing
     scratch: bool = False                 # "pure RL": random weights of init_from's shape, with its tokenizer and task
                                           # (a model that never saw a solution)
     seed: int = 0

@@ -43,7 +43,7 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 @dataclass
 class PPOConfig:
     out_dir: str = "out/ppo"
-    init_from: str = "out/sft/ckpt.pt"     # the start; trained with the default SFT config if missing
+    init_from: str = "out/sft/ckpt.pt"    # the start; trained with the default SFT config if missing
     seed: int = 0
     # rewards
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (e.g. "outcome=1,steps=0.2")

@@ -36,12 +36,12 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 @dataclass
 class PRMConfig:
     out_dir: str = "out/prm"
-    init_from: str = "out/sft/ckpt.pt"     # the policy whose answers are judged; trained first if missing
+    init_from: str = "out/sft/ckpt.pt"    # the policy whose answers are judged; trained first if missing
     seed: int = 0
     labels: str = "oracle"                # oracle, mc_hard, mc_soft, perturbed
     mc_n: int = 8                         # completions per step prefix for the Monte-Carlo labels
     problems: int = 512                   # training problems
-    group_size: int = 4                            # sampled answers per problem
+    group_size: int = 4                   # sampled answers per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
     epochs: int = 2

@@ -47,7 +47,7 @@ class SNRConfig:
     out_dir: str = "out/pg_snr"
     batches: int = 6                  # independent batches per estimator: batches * (batches - 1) / 2 pairs
     batch_size: int = 128             # completions (or reference solutions) per batch
-    group_size: int = 8                        # samples per problem for `group`
+    group_size: int = 8               # samples per problem for `group`
     temperature: float = 1.0
     seed: int = 0
 

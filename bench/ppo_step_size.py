@@ -54,7 +54,7 @@ def main(c: StepConfig):
         _, b = sample_groups(policy, tok, task, c.batch_size, 1, 1000 + r, parse_weights("outcome=1"), 64,
                              c.temperature, gen)
         if b.correct.min() == b.correct.max():                                         # every answer scored alike
-            print(f"round {r:2d}: all {len(b.texts)} answers {'right' if b.correct[0] else 'wrong'}: "
+            print(f"iteration {r:2d}: all {len(b.texts)} answers {'right' if b.correct[0] else 'wrong'}: "
                   "no advantage, no step")
             continue
         steps += 1
@@ -74,7 +74,7 @@ def main(c: StepConfig):
         comp = b.ids[i, b.P:].tolist()
         ctx = tok.decode(comp[max(0, t - 6):t]) + "[" + tok.decode(comp[t:t + 1]) + "]"
         big += moved.abs().max().item() > 5
-        print(f"round {r:2d}: max |change| {moved.abs().max():5.1f} nats: log p {old[i, t]:6.2f} -> {new[i, t]:6.2f}"
+        print(f"iteration {r:2d}: max |change| {moved.abs().max():5.1f} nats: log p {old[i, t]:6.2f} -> {new[i, t]:6.2f}"
               f" (advantage {adv[i, t]:+.2f}) at {ctx!r}")
     write_table(f"{c.out_dir}/table.md", [
         "| start | lr | frozen | steps with a token moved > 5 nats |", "|---|---|---|---|",

@@ -34,7 +34,7 @@ def test_bench_scripts_do_not_import_each_other_or_the_train_scripts():
 
 def test_nothing_edits_sys_path():
     for path in sources("**/*.py", "tutorials/*.ipynb"):
-        assert "sys.path.insert" not in open(path).read() and "sys.path.append" not in open(path).read(), path
+        assert not re.search(r"sys\.path\.(insert|append)\(", open(path).read()), path
 
 
 def test_old_flag_names_get_one_line_naming_the_new_one():
@@ -62,7 +62,7 @@ def test_one_name_per_concept_across_the_stages():
 
 
 def test_run_stage_returns_the_summary_and_names_a_failing_stage(sft_ckpt, tmp_path):
-    with pytest.raises(ConfigError, match=r"train_ppo.py failed \(exit 2\): iters, batch_size, epochs and warmup_iters must be > 0"):
+    with pytest.raises(ConfigError, match=r"train_ppo.py failed \(exit 2\): iters, batch_size, epochs and warmup_iters"):
         run_stage(os.path.join(ROOT, "train_ppo.py"), quiet=True, init_from=sft_ckpt, out_dir=tmp_path, iters=0)
     assert not os.path.exists(tmp_path / "summary.json")
 

@@ -100,13 +100,15 @@ def test_nan_stops_with_the_step_and_keeps_the_last_checkpoint(sft_ckpt, tmp_pat
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 2
 
 
-def test_step_size_bench_skips_batches_without_contrast_and_names_a_bad_prefix(sft_ckpt):
+def test_step_size_bench_skips_batches_without_contrast_and_names_a_bad_prefix(sft_ckpt, tmp_path):
     def bench(*args):
         return subprocess.run([sys.executable, "bench/ppo_step_size.py", f"--init_from={sft_ckpt}", "--iters=2",
-                               "--batch_size=8", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                               "--batch_size=8", f"--out_dir={tmp_path}", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
     r = bench()                                  # the 4-step tiny SFT model gets nothing right: no advantage anywhere
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("all 8 answers wrong: no advantage, no step") == 2 and "in 0 of 0 single steps" in r.stdout
+    assert r.stdout.count("all 8 answers wrong: no advantage, no step") == 2 and "| nothing | 0 of 0 |" in r.stdout
+    assert "| nothing | 0 of 0 |" in (tmp_path / "table.md").read_text()
     bad = bench("--freeze=wtf")
     assert bad.returncode == 2 and "no parameter name starts with 'wtf'" in bad.stderr and "Traceback" not in bad.stderr
 
