@@ -57,7 +57,8 @@ def rows(out: str) -> list[dict]:
             f"SFT model: greedy {pct(t['maj@1 (greedy)'])}, maj@{k} {pct(t[f'maj@{k}'])}, "
             f"rerank@{k} ORM {pct(t.get(f'rerank@{k} ORM', float('nan')))}, "
             f"PRM-min {pct(t.get(f'rerank@{k} PRM-min', float('nan')))}, pass@{k} {pct(t[f'pass@{k}'])}",
-            {f"SFT maj@{k}": t[f"maj@{k}"], f"SFT pass@{k}": t[f"pass@{k}"]})
+            {f"SFT maj@{k}": t[f"maj@{k}"], **{f"SFT rerank@{k} {n}": t[f"rerank@{k} {n}"] for n in ("ORM", "PRM-min")
+                                               if f"rerank@{k} {n}" in t}, f"SFT pass@{k}": t[f"pass@{k}"]})
     if s["distill"]:
         r = s["distill"]
         add("distill", "python train_distill.py", f"{r['student_params'] / 1e6:.2f}M student {pct(r['accuracy_before'])} "

@@ -11,6 +11,7 @@ import glob
 import os
 import re
 import time
+import uuid
 from dataclasses import dataclass
 
 import nbformat
@@ -30,6 +31,8 @@ class TutorialsConfig:
 
 def run(path: str, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:                               # cells added by hand may lack the id nbformat 4.5 wants
+        cell.setdefault("id", uuid.uuid4().hex[:8])
     t0 = time.time()
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path)}}).execute()
@@ -38,7 +41,7 @@ def run(path: str, timeout: int) -> float:
     if errors:
         raise ConfigError(f"{path}: a cell failed: {errors[0].get('ename')}: {errors[0].get('evalue')}")
     first = nb.cells[0]
-    stamp = (f"\n*Run time on a 2-core CPU: {seconds / 60:.0f} min {seconds % 60:02.0f} s at these settings, from "
+    stamp = (f"\n*Run time on a 2-core CPU: {int(seconds // 60)} min {int(seconds % 60):02d} s at these settings, from "
              f"`python runs/tutorials.py` (it reuses `out/sft/` and `out/ppo/` when they exist).*\n")
     first.source = STAMP.sub("", first.source).rstrip("\n") + "\n" + stamp
     nbformat.write(nb, path)

@@ -109,3 +109,22 @@ def test_speedrun_stops_at_the_first_failing_stage_and_skips_finished_ones(tmp_p
     assert "sft: finished earlier" in r.stdout and "ppo: finished earlier" in r.stdout
     assert "error: train_grpo.py: something is wrong" in r.stderr and "stopped at grpo" in r.stderr
     assert (tree / "out" / "sft" / "summary.json").exists()
+
+
+def test_a_missing_start_is_made_by_its_script_and_a_failing_one_is_named(sft_ckpt, tmp_path, monkeypatch):
+    """load_start runs `make_with --out_dir=<the checkpoint's folder>` when the checkpoint is missing (here a stand-in
+    for train_sft.py that copies a tiny SFT checkpoint), never under torchrun, and names a maker that fails."""
+    from nanoreason.checkpoint import load_start
+    maker = tmp_path / "make_start.py"
+    maker.write_text("import shutil, sys\nout = sys.argv[1].split('=', 1)[1]\n"
+                     f"shutil.copy({sft_ckpt!r}, out + '/ckpt.pt')\n")
+    (tmp_path / "start").mkdir()
+    policy, tok, task, seed = load_start(str(tmp_path / "start" / "ckpt.pt"), make_with=str(maker))
+    assert policy.num_params() > 0 and tok.n_vocab == policy.cfg.vocab_size
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sys\nprint('error: --out_dir: no room', file=sys.stderr)\nsys.exit(2)\n")
+    with pytest.raises(ConfigError, match=r"bad.py failed \(exit 2\): --out_dir: no room"):
+        load_start(str(tmp_path / "other" / "ckpt.pt"), make_with=str(bad))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="under torchrun make it first"):
+        load_start(str(tmp_path / "third" / "ckpt.pt"), make_with=str(maker))
