@@ -77,7 +77,7 @@ class DistillConfig:
     max_new_tokens: int = 64
     eval_interval: int = 200
     eval_problems: int = 256
-    backend: str = "auto"                   # kernels.kl_div: triton on CUDA, the chunked twin elsewhere
+    backend: str = "auto"                   # kernels.kl_div: see kernels/logprobs.py auto_backend
     device: str = "auto"
     resume: bool = False
     dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
@@ -95,7 +95,7 @@ class DistillConfig:
               f"{self.batch_size}")
         check(self.group_size >= 1, f"group_size must be >= 1, got {self.group_size}")
         check(self.mode != "sequence" or self.batch_size >= self.group_size,
-              f"mode=sequence needs batch_size >= k (batch_size // group_size problems), got {self.batch_size} < {self.group_size}")
+              f"mode=sequence needs batch_size >= group_size (batch_size // group_size problems), got {self.batch_size} < {self.group_size}")
         check(self.eval_interval > 0 and self.eval_problems > 0, "eval_interval and eval_problems must be > 0")
         check(self.backend in ("auto", "torch", "chunked", "triton"),
               f"backend must be auto, torch, chunked or triton, got {self.backend!r}")

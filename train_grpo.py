@@ -5,8 +5,8 @@ other completions of the same prompt.
     python train_grpo.py --dr_grpo           # Dr.GRPO: no std division, a constant length normaliser
     python train_grpo.py --algo=rloo         # leave-one-out baseline
     python train_grpo.py --algo=reinforce    # group-mean baseline, no clip, no KL (nanochat's recipe)
-    python train_grpo.py --scratch --rewards=outcome=1,format=0.5 --temperature=1.2 --temperature_end=0.8 \
-        --ent_coef=0.01 --out_dir=out/pure_rl                # "pure RL" from a model that never saw a solution
+    # "pure RL" from a model that never saw a solution:
+    python train_grpo.py --scratch --rewards=outcome=1,format=0.5 --temperature=1.2 --temperature_end=0.8 --ent_coef=0.01 --out_dir=out/pure_rl
 
 One iteration: sample `group_size` completions for each of `prompts_per_iter` fresh problems, score them (one number
 each), turn the scores into advantages within each group, then `epochs` passes of the loss below.
@@ -72,7 +72,7 @@ class GRPOConfig:
     temperature_end: float = 1.0
     epochs: int = 1                       # passes over the batch; 1 = on-policy (the ratio is 1, clip is inactive)
     minibatch_size: int = 64              # completions per optimizer step
-    lr: float = 3e-5                      # as PPO: at 1e-4 and 3e-4 (tried) accuracy falls; see README
+    lr: float = 3e-5                      # as PPO: at 1e-4 and 3e-4 (tried) accuracy falls; see docs/algorithms.md
     warmup_iters: int = 5
     clip_eps: float = 0.2
     kl_coef: float = 0.0                  # k3 KL to the start in the loss (GRPO paper: 0.04; Dr.GRPO, DAPO: 0)

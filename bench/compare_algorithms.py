@@ -1,6 +1,6 @@
 """Every algorithm from one SFT start at the same number of sampled completions, side by side.
 
-    python bench/compare_algorithms.py                      # 8192 completions each; ~20 min on 2 CPU cores
+    python bench/compare_algorithms.py                      # 8192 completions each; 8-15 min on 2 CPU cores
     python bench/compare_algorithms.py --samples=2048 --algos=grpo,expert_iteration
 
 For each algorithm it runs the stage's script with the budget turned into iterations, then scores the

@@ -1,7 +1,7 @@
 """Time and peak extra memory of target-token log-probs (or a per-token KL), forward + backward, as ratios to eager.
 
     python bench/kernel_speed.py                          # N=8192, V=32768, fp32, on CPU (or the GPU if there is one)
-    python bench/kernel_speed.py --N=16384 --V=131072 --dtype=bfloat16     # the GPU shapes of the kernels issue
+    python bench/kernel_speed.py --N=16384 --V=131072 --dtype=bfloat16     # GPU-scale shapes (16K tokens x 131K vocab)
     python bench/kernel_speed.py --op=jsd                 # kernels.kl_div instead: --op=forward, reverse or jsd
     python bench/kernel_speed.py --op=linear --C=128      # kernels.linear_logprobs: the lm_head matmul fused in
 

@@ -1,7 +1,7 @@
 """The RL math, as pure functions on right-padded (B, T) tensors. `mask` is 1 on response tokens, 0 on padding.
 
 Each function has its equation on one line and the paper it comes from; tests/test_rl.py checks each one against a
-slow loop or a case worked by hand. Conventions follow CleanRL / TRL / verl (see README "PPO").
+slow loop or a case worked by hand. Conventions follow CleanRL / TRL / verl (see docs/ppo.md).
 """
 from __future__ import annotations
 
@@ -50,14 +50,16 @@ def outcome_advantages(correct, mask):
 
 def token_logprobs(logits, targets, temperature: float = 1.0):
     """log softmax(logits / T)[target] per position: (B, T, V), (B, T) -> (B, T) in fp32, without materialising the
-    log-softmax: the fused Triton kernel on CUDA, its chunked pure-torch twin elsewhere (kernels/logprobs.py)."""
+    log-softmax once the logits are large (kernels/logprobs.py, backend "auto": plain log_softmax + gather up to 2**22
+    elements, then the fused Triton kernel on CUDA or its chunked pure-torch twin elsewhere)."""
     return logprobs(logits, targets, temperature, backend="auto")
 
 
 def hidden_logprobs(h, weight, targets, temperature: float = 1.0, with_entropy: bool = False):
     """token_logprobs of the logits h @ weight.T (h (B, T, C), the lm_head weight (V, C)): logp (B, T) fp32; with
-    `with_entropy`, (logp, H) with H = -sum_v p_v log p_v per position. Off CUDA the (B, T, V) logits and their
-    gradient are never made whole (kernels.linear_logprobs, "chunked"); on CUDA one matmul, then the Triton kernel."""
+    `with_entropy`, (logp, H) with H = -sum_v p_v log p_v per position. kernels.linear_logprobs, backend "auto": one
+    matmul and log_softmax while the logits are small (<= 2**22 elements); above that, off CUDA the (B, T, V) logits
+    and their gradient are never made whole ("chunked"), on CUDA one matmul, then the Triton kernel."""
     return linear_logprobs(h, weight, targets, temperature, backend="auto", with_entropy=with_entropy)
 
 

@@ -97,7 +97,8 @@ def completion_hidden(model: GPT, ids, mask, P: int):
 
 def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, with_entropy: bool = True):
     """(log-probs (B, T), entropy (B, T) or None, hidden states (B, T, C)) of the completion tokens ids[:, P:].
-    The lm_head is fused with the log-softmax (rl.hidden_logprobs): on CPU the (B, T, V) logits never exist whole."""
+    The lm_head is fused with the log-softmax (rl.hidden_logprobs): on CPU, once they are large, the (B, T, V) logits
+    never exist whole."""
     h = completion_hidden(model, ids, mask, P)                         # (B, T, C)
     out = hidden_logprobs(h, unwrap(model).lm_head.weight, ids[:, P:], temperature, with_entropy)
     logp, ent = out if with_entropy else (out, None)

@@ -227,7 +227,7 @@ class TaskConfig:
     max_steps: int = 2
     max_value: int = 20       # every quantity (start, operands, intermediate results) stays in [0, max_value]
     max_factor: int = 5       # multipliers and divisors are drawn from [2, max_factor]
-    ops: str = "+-*"          # "/" (exact division) is there to add; the first default had 2-3 steps, 30, "+-*/"
+    ops: str = "+-*"          # "/" (exact division) is there to add: --ops=+-*/
 
     def __post_init__(self):
         if not (1 <= self.min_steps <= self.max_steps):

@@ -16,7 +16,7 @@ from nanoreason.report import write_table
 
 @dataclass
 class ReportConfig:
-    out: str = "out"                     # the speedrun's folder
+    out_dir: str = "out"                 # the speedrun's folder
 
 
 def load(path: str) -> dict | None:
@@ -98,7 +98,7 @@ def plot(path: str, card: list[dict], times: dict):
 
 
 def main(c: ReportConfig):
-    card, times = rows(c.out), wall_times(c.out)
+    card, times = rows(c.out_dir), wall_times(c.out_dir)
     total = sum(times.get(r["stage"], 0) for r in card)
     lines = ["| stage | command | headline (held-out problems) | wall time |", "|---|---|---|---|"]
     for r in card:
@@ -110,9 +110,9 @@ def main(c: ReportConfig):
                if n not in {r["stage"] for r in card}]
     if missing:
         lines.append(f"\nnot run yet: {', '.join(missing)}")
-    write_table(f"{c.out}/report.md", lines)
+    write_table(f"{c.out_dir}/report.md", lines)
     if card:
-        plot(f"{c.out}/report.png", card, times)
+        plot(f"{c.out_dir}/report.png", card, times)
 
 
 if __name__ == "__main__":
