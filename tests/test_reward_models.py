@@ -2,6 +2,7 @@
 learns, best-of-N and reranking pick what they should, and the scripts run and refuse bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -120,14 +121,17 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
             "--group_size=2", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1",
             "--shaping=delta", f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt")
     assert r.returncode == 0, r.stderr[-2000:]
-    # bad input: a reward model as the policy, a policy as the ORM, a PRM as the ORM, N > k
-    for args, msg in [([f"--ckpt={tmp_path}/orm/ckpt.pt"], "is a reward_model checkpoint, but a policy"),
-                      ([f"--ckpt={sft_ckpt}", f"--orm_ckpt={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
+    # bad input: a reward model as the policy (one line from the command), a policy as the ORM, a PRM as the ORM, N > k
+    r = run("eval.py", f"--ckpt={tmp_path}/orm/ckpt.pt")
+    assert r.returncode == 2 and "is a reward_model checkpoint, but a policy" in r.stderr and "Traceback" not in r.stderr
+    import eval as eval_script
+    from nanoreason.config import ConfigError, parse_args
+    for args, msg in [([f"--ckpt={sft_ckpt}", f"--orm_ckpt={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
                       ([f"--ckpt={sft_ckpt}", f"--orm_ckpt={tmp_path}/prm_oracle/ckpt.pt"], "is a prm checkpoint, passed as --orm_ckpt"),
                       ([f"--ckpt={sft_ckpt}", "--k=4", "--best_of=8"], "best_of=8 is larger than k=4"),
                       ([f"--ckpt={sft_ckpt}", "--beam=2"], "--beam needs --prm_ckpt")]:
-        r = run("eval.py", *args)
-        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+        with pytest.raises(ConfigError, match=re.escape(msg)):
+            eval_script.main(parse_args(eval_script.EvalConfig, args))
 
 
 def test_unknown_labels_is_one_clear_line():
@@ -176,7 +180,9 @@ def test_reward_hacking_bench_runs_and_tabulates(sft_ckpt, tmp_path):
     assert r.returncode == 0 and (tmp_path / "overview.png").exists(), r.stderr[-2000:]
     r = run("bench/reward_hacking.py", f"--overview={tmp_path / 'nowhere'}", f"--out_dir={tmp_path}")
     assert r.returncode == 2 and "nowhere holds no finished run" in r.stderr
-    r = run("bench/reward_hacking.py", "--shapings=none,square")
-    assert r.returncode == 2 and "unknown shaping 'square'" in r.stderr
-    r = run("bench/reward_hacking.py", "--algo=dpo")
-    assert r.returncode == 2 and "algo must be ppo or grpo, got 'dpo'" in r.stderr
+    from bench.reward_hacking import HackConfig, main                  # the same checks, without a new process
+    from nanoreason.config import ConfigError, parse_args
+    with pytest.raises(ConfigError, match="unknown shaping 'square'"):
+        main(parse_args(HackConfig, ["--shapings=none,square"]))
+    with pytest.raises(ConfigError, match="algo must be ppo or grpo, got 'dpo'"):
+        main(parse_args(HackConfig, ["--algo=dpo"]))
