@@ -28,7 +28,7 @@ from nanoreason.evaluate import evaluate_and_show, prompt_text
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.pretrained import load_gpt2
 from nanoreason.report import JsonlLogger, plot_curves, write_summary
-from nanoreason.tasks import TaskConfig, make_problems, load_gsm8k, stream
+from nanoreason.tasks import TaskConfig, load_gsm8k, make_problems, stream
 from nanoreason.tokenizer import PATTERNS, Tokenizer
 from nanoreason.training import DTYPES, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
 

@@ -96,7 +96,8 @@ def to_flags(**settings) -> list[str]:
 
 
 def run_stage(script: str, quiet: bool = False, **settings) -> dict:
-    """Run a stage exactly as from the shell (`python <script> --key=value ...`) and return its summary.json.
+    """Run a stage exactly as from the shell (`python <script> --key=value ...`) and return the summary.json it wrote
+    in `out_dir` ({} when no out_dir is given: a stage's default folder may hold an older run's summary).
     The script's printed lines pass through (unless `quiet`); its tqdm bars do not. A failing stage raises a
     ConfigError with the stage's own last error line, so a caller stops with one line naming the stage."""
     cmd = [sys.executable, script, *to_flags(**settings)]
@@ -112,5 +113,5 @@ def run_stage(script: str, quiet: bool = False, **settings) -> dict:
     if p.returncode != 0:
         why = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "no message")
         raise ConfigError(f"{os.path.basename(script)} failed (exit {p.returncode}): {why.removeprefix('error: ')}")
-    path = os.path.join(settings.get("out_dir", ""), "summary.json")
-    return json.load(open(path)) if os.path.isfile(path) else {}
+    path = os.path.join(str(settings["out_dir"]), "summary.json") if "out_dir" in settings else ""
+    return json.load(open(path)) if path and os.path.isfile(path) else {}   # never another run's summary
