@@ -20,8 +20,9 @@ import torch
 
 from nanoreason import reward_models as rm
 from nanoreason.checkpoint import load_model, task_of
-from nanoreason.config import ConfigError, parse_args, run_main
+from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import accuracy
+from nanoreason.rundir import check_out_dir
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
 from nanoreason.tasks import extract_answer, make_problems
 from nanoreason.training import pick_device
@@ -45,9 +46,23 @@ class EvalConfig:
     seed: int = 0
     device: str = "auto"
 
+    def __post_init__(self):
+        try:
+            self.ns = [int(x) for x in self.best_of.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--best_of must be comma-separated whole numbers like 1,4,16, got {self.best_of!r}") \
+                from None
+        check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+
+    def out_path(self) -> str:
+        return os.path.join(self.out_dir, f"{os.path.basename(os.path.dirname(os.path.abspath(self.ckpt)))}_k{self.k}.json")
+
 
 def main(c: EvalConfig):
-    ns = [int(x) for x in c.best_of.split(",") if x.strip()] if c.best_of else []
+    ns, out = c.ns, c.out_path()
+    check_out_dir(c.out_dir)                                  # before any sampling, not after
+    if os.path.isdir(out):
+        raise ConfigError(f"{out} is a folder; eval.py writes its table to that path (move it, or use another --out_dir)")
     if c.k < 1:
         raise ConfigError(f"k must be >= 1, got {c.k}")
     if c.mmr > c.k:
@@ -107,7 +122,6 @@ def main(c: EvalConfig):
         print("\nbest-of-N accuracy\n| N | " + " | ".join(best) + " |\n|---|" + "---|" * len(best))
         for n in ns:
             print(f"| {n} | " + " | ".join(f"{best[m][n]:.1%}" for m in best) + " |")
-    out = os.path.join(c.out_dir, f"{os.path.basename(os.path.dirname(os.path.abspath(c.ckpt)))}_k{k}.json")
     os.makedirs(c.out_dir, exist_ok=True)
     json.dump({"table": row, "best_of_n": best, "k": k, "eval_problems": len(test), "temperature": c.temperature,
                "ckpt": c.ckpt, "orm_ckpt": c.orm_ckpt, "prm_ckpt": c.prm_ckpt}, open(out, "w"), indent=2)

@@ -1,7 +1,7 @@
 """Watch a trained model solve word problems.
 
     python sample.py --question="Mia has 12 pens. She gets 5 more pens. How many pens does Mia have now?"
-    python sample.py                       # type problems at the prompt (empty line to quit)
+    python sample.py                       # type problems at the prompt (empty line or Ctrl-D to quit)
     python sample.py --test_problems=5     # held-out problems, with the step oracle's verdict on each line
     python sample.py --temperature=0.8 --num_samples=4 --question="..."
 """
@@ -12,15 +12,15 @@ from dataclasses import dataclass
 import torch
 
 from nanoreason.checkpoint import load_model
-from nanoreason.config import check, parse_args, run_main
-from nanoreason.evaluate import solve
+from nanoreason.config import ConfigError, check, parse_args, run_main
+from nanoreason.evaluate import prompt_text, solve
 from nanoreason.tasks import check_steps, extract_answer, make_problems, split_steps, task_from_config
 
 
 @dataclass
 class SampleConfig:
     ckpt: str = "out/sft/ckpt.pt"
-    question: str = ""
+    question: str | None = None     # None: type problems at the prompt
     test_problems: int = 0
     num_samples: int = 1
     temperature: float = 0.0        # 0 = greedy
@@ -33,6 +33,8 @@ class SampleConfig:
         check(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples}")
         check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+        check(self.question is None or self.question.strip(),
+              "--question is empty: give a word problem, or leave --question out to type problems at the prompt")
 
 
 def main(cfg: SampleConfig):
@@ -42,6 +44,10 @@ def main(cfg: SampleConfig):
                 top_k=cfg.top_k or None, top_p=cfg.top_p, generator=gen)
 
     def show(question, problem=None):
+        n, room = len(tok.encode(prompt_text(question))), model.cfg.block_size - 1
+        if n > room:
+            raise ConfigError(f"the question is {n} tokens; this model reads at most {room} (its block_size is "
+                              f"{model.cfg.block_size}), so shorten it")
         for c in solve(model, tok, [question] * cfg.num_samples, **opts):
             verdicts = check_steps(problem, c) if problem else None
             print("-" * 60)
@@ -59,12 +65,22 @@ def main(cfg: SampleConfig):
         for p in make_problems(cfg.test_problems, "test", seed=cfg.seed + 12345, cfg=tcfg):
             print(f"\nQ: {p.question}")
             show(p.question, p)
-    elif cfg.question:
+    elif cfg.question is not None:
         show(cfg.question)
     else:
-        print("Type a word problem (empty line to quit).")
-        while (q := input("Q: ").strip()):
-            show(q)
+        print("Type a word problem (empty line or Ctrl-D to quit).")
+        while True:
+            try:
+                q = input("Q: ").strip()
+            except (EOFError, KeyboardInterrupt):        # end of input: leave quietly
+                print()
+                break
+            if not q:
+                break
+            try:
+                show(q)
+            except ConfigError as e:                     # one bad question does not end the session
+                print(f"error: {e}")
 
 
 if __name__ == "__main__":

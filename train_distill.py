@@ -34,16 +34,17 @@ from tqdm import tqdm
 
 from kernels.kl import KINDS
 from nanoreason import distributed
-from nanoreason.checkpoint import load_model, load_start, resume, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_model, load_start, resume, stage_config
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.distill import curriculum_max_steps, distill_loss
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT, GPTConfig
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
 from nanoreason.rollouts import completion_hidden, keep_verified, sample_groups
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import make_problems, stream
-from nanoreason.training import (DTYPES, autocast, check_finite, cosine_lr, encode_pairs, make_optimizer,
-                                 pick_device, sft_batch, sft_share)
+from nanoreason.training import (DTYPES, autocast, check_finite, clip_gradients, cosine_lr, encode_pairs,
+                                 make_optimizer, pick_device, sft_batch, sft_share)
 
 MODES = ("token", "sequence", "on_policy")
 
@@ -126,8 +127,7 @@ def train(cfg: DistillConfig) -> dict:
     torch.manual_seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    run = RunDir(cfg.out_dir, "distill", resume=cfg.resume, inputs=[cfg.teacher_ckpt, cfg.init_from])   # checks only
 
     # ---- build: frozen teacher, student, optimizer
     teacher, tok, task, task_seed = load_teacher(cfg.teacher_ckpt, device)
@@ -145,15 +145,12 @@ def train(cfg: DistillConfig) -> dict:
         (f", {cfg.kind}" if cfg.mode != "sequence" else "")
     start, wall_before, acc_before, teacher_acc = 0, 0.0, None, None
     if cfg.resume:                                   # the same student, the same mode: continue where it stopped
-        same = {k: getattr(cfg, k) for k in ("mode", "data", "kind", "init_from", "n_layer", "n_head", "n_embd")}
-        ck = resume(ckpt_path, tok, student, optimizer, same=same)
+        ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, student, optimizer)
         start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
         acc_before, teacher_acc = ck["extra"]["accuracy_before"], ck["extra"]["teacher_accuracy"]
-    elif main:
-        set_aside(ckpt_path)
     log, acc = None, acc_before
     if main:
-        log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume)
+        log = run.start()                             # every check has passed: now the folder may change
         print(f"distillation ({what}): teacher {nt / 1e6:.2f}M -> student {ns / 1e6:.2f}M parameters; device {device}"
               + (f"; {world} processes" if world > 1 else ""))
         if teacher_acc is None:
@@ -217,7 +214,7 @@ def train(cfg: DistillConfig) -> dict:
             check_finite(loss, it, "distillation loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+            clip_gradients(student.parameters(), cfg.grad_clip, it)
             optimizer.step()
             row.update(loss=loss.item())
         row = distributed.all_mean(row)                      # averaged over ranks (the loss: the global mean)
@@ -228,10 +225,9 @@ def train(cfg: DistillConfig) -> dict:
         log.log(step=it + 1, lr=optimizer.param_groups[0]["lr"], **row, wall=wall_before + time.time() - t0)
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
             acc = evaluate(it + 1)
-            save_checkpoint(ckpt_path, student, tok, optimizer, it + 1,
-                            stage_config(task, task_seed, cfg),
-                            extra={"wall_seconds": wall_before + time.time() - t0, "teacher_accuracy": teacher_acc,
-                                   "accuracy_before": acc_before})
+            run.save(student, tok, optimizer, it + 1, stage_config(task, task_seed, cfg),
+                     extra={"wall_seconds": wall_before + time.time() - t0, "teacher_accuracy": teacher_acc,
+                            "accuracy_before": acc_before})
 
     distributed.cleanup()
     if not main:
@@ -243,7 +239,7 @@ def train(cfg: DistillConfig) -> dict:
     summary = {"mode": cfg.mode, "data": cfg.data, "kind": cfg.kind, "teacher_accuracy": teacher_acc,
                "accuracy_before": acc_before, "accuracy_after": acc, "student_params": ns, "teacher_params": nt,
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
-               "sequences": cfg.iters * cfg.batch_size, "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+               "sequences": cfg.iters * cfg.batch_size, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: student held-out accuracy {acc_before:.1%} -> {acc:.1%} (teacher {teacher_acc:.1%}) "
           f"in {wall:.0f}s -> {cfg.out_dir}/")

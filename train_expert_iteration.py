@@ -24,11 +24,12 @@ import torch
 from tqdm import tqdm
 
 from nanoreason import distributed
-from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
 from nanoreason.rollouts import keep_verified, sample_groups
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, encode_pairs, finetune, pick_device
 
@@ -69,10 +70,7 @@ def train(cfg: EIConfig) -> dict:
     random.seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    if main:
-        set_aside(ckpt_path)
+    run = RunDir(cfg.out_dir, "expert_iteration", inputs=[cfg.init_from])   # checks only, before any work
 
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     t0 = time.time()
@@ -82,7 +80,7 @@ def train(cfg: EIConfig) -> dict:
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
     log, acc_before = None, None
     if main:                                                   # rank 0 evaluates and logs
-        log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+        log = run.start()                              # every check has passed: now the folder may change
         acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)
         log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
     acc, gen, samples = acc_before, torch.Generator(device=device), 0
@@ -105,9 +103,8 @@ def train(cfg: EIConfig) -> dict:
         log.log(step=it + 1, samples=samples, train_accuracy=train_acc, kept=len(kept),
                 solved=len({p.question for p, _ in kept}) / cfg.prompts_per_iter,
                 loss=sum(losses) / max(1, len(losses)), accuracy=acc, wall=time.time() - t0)
-        save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
-                        stage_config(task, task_seed, cfg),
-                        extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before})
+        run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg),
+                 extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before})
 
     distributed.cleanup()
     if not main:
@@ -119,7 +116,7 @@ def train(cfg: EIConfig) -> dict:
                 title=f"expert iteration: held-out accuracy {acc_before:.1%} -> {acc:.1%}", x="samples")
     summary = {"algo": "expert_iteration", "accuracy_before": acc_before, "accuracy_after": acc,
                "gain": acc - acc_before, "eval_problems": len(test), "wall_seconds": round(wall, 1),
-               "samples": samples, "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+               "samples": samples, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: expert iteration held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
     return summary

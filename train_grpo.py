@@ -37,15 +37,16 @@ from tqdm import tqdm
 
 from nanoreason import distributed, rl
 from nanoreason import reward_models as rm
-from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_start, resume, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import make_problems
-from nanoreason.training import DTYPES, autocast, check_finite, linear, pick_device
+from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 ALGOS = ("grpo", "rloo", "reinforce")
 
@@ -155,7 +156,7 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
             check_finite(loss, it, f"{cfg.algo} loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            clip_gradients(policy.parameters(), cfg.grad_clip, it)
             optimizer.step()
             stats.append([pg.item(), kl.item(), entropy.item(), clipfrac.item()])
     return torch.tensor(stats).mean(0).tolist()
@@ -168,8 +169,7 @@ def train(cfg: GRPOConfig) -> dict:
     main = rank == 0                                                   # only rank 0 evaluates and writes files
     for n, what in ((cfg.prompts_per_iter, "prompts_per_iter"), (cfg.minibatch_size, "minibatch_size")):
         distributed.per_rank(n, world, what)                          # a clear error now if it does not split
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    run = RunDir(cfg.out_dir, "grpo", resume=cfg.resume, inputs=[cfg.init_from, cfg.prm_ckpt])   # checks only
     name = "dr_grpo" if cfg.dr_grpo else cfg.algo
 
     # ---- build: policy, frozen start (for the KL term), optimizer
@@ -184,16 +184,13 @@ def train(cfg: GRPOConfig) -> dict:
     ddp = distributed.wrap(policy, world)                      # no critic, no RM; DDP averages gradients over ranks
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
     start, wall_before, acc_before = 0, 0.0, None
-    if cfg.resume:
-        same = {k: getattr(cfg, k) for k in ("algo", "dr_grpo", "group_size")}     # the run's algorithm must not change
-        ck = resume(ckpt_path, tok, policy, optimizer, same=same)
+    if cfg.resume:                                     # the same stage with the same settings, or one line
+        ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, policy, optimizer)
         start, wall_before, acc_before = ck["step"], ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
-    elif main:
-        set_aside(ckpt_path)
+    log = run.start() if main else None                 # every check has passed: now the folder may change
     if main:
         print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
               f"{cfg.group_size} samples per iteration; device {device}" + (f"; {world} processes" if world > 1 else ""))
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume) if main else None
 
     def evaluate(it):
         acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
@@ -233,8 +230,7 @@ def train(cfg: GRPOConfig) -> dict:
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
             acc = evaluate(it + 1)
             extra = {"wall_seconds": wall_before + time.time() - t0, "accuracy_before": acc_before}
-            save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
-                            stage_config(task, task_seed, cfg), extra=extra)
+            run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg), extra=extra)
 
     distributed.cleanup()
     if not main:
@@ -247,7 +243,7 @@ def train(cfg: GRPOConfig) -> dict:
                 title=f"{name}: held-out accuracy {acc_before:.1%} -> {acc:.1%}")
     summary = {"algo": name, "accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
-               "samples": cfg.iters * cfg.batch_size, "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+               "samples": cfg.iters * cfg.batch_size, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: {name} held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
     return summary

@@ -21,9 +21,10 @@ import torch
 
 from nanoreason import reward_models as rm
 from nanoreason import distributed
-from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, pick_device
 
@@ -58,10 +59,7 @@ def train(cfg: ORMConfig) -> dict:
     torch.manual_seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    if main:
-        set_aside(ckpt_path)
+    run = RunDir(cfg.out_dir, "orm", inputs=[cfg.init_from])   # checks only, before any work
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     t0 = time.time()
     # ---- data: the policy's own answers, labelled by their final answer
@@ -75,7 +73,7 @@ def train(cfg: ORMConfig) -> dict:
     # ---- train a copy of the policy as the ORM
     model = copy.deepcopy(policy)
     model.activation_checkpointing = cfg.activation_checkpointing
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
+    log = run.start() if main else None           # every check has passed: now the folder may change
     losses = rm.fit(model, tok, examples, "orm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed, cfg.dtype)
     distributed.cleanup()
     if not main:
@@ -86,12 +84,12 @@ def train(cfg: ORMConfig) -> dict:
                                                    cfg.seed + 1)
     acc = rm.outcome_accuracy(model, tok, t_reps, t_texts, t_correct)
     base = rm.majority_baseline(t_correct)
-    save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
-                    kind="reward_model", extra={"rm": "orm", "policy": cfg.init_from})
+    run.save(model, tok, None, len(losses), stage_config(task, task_seed, cfg), kind="reward_model",
+             extra={"rm": "orm", "policy": cfg.init_from})
     plot_curves(os.path.join(cfg.out_dir, "orm.png"), log.rows, [("ORM loss (binary cross-entropy)", ["loss"])],
                 title=f"ORM: held-out verdict accuracy {acc:.1%} (majority guess {base:.1%})")
     summary = {"verdict_accuracy": acc, "majority_baseline": base, "eval_answers": len(t_texts),
-               "train_answers": len(examples), "wall_seconds": round(time.time() - t0, 1), "checkpoint": ckpt_path,
+               "train_answers": len(examples), "wall_seconds": round(time.time() - t0, 1), "checkpoint": run.ckpt,
                "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: ORM verdicts right on {acc:.1%} of {len(t_texts)} held-out answers "

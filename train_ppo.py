@@ -28,14 +28,15 @@ from tqdm import tqdm
 
 from nanoreason import distributed, rl
 from nanoreason import reward_models as rm
-from nanoreason.checkpoint import load_start, resume, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_start, resume, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import make_problems
-from nanoreason.training import DTYPES, NonFiniteLoss, autocast, check_finite, linear, pick_device  # noqa: F401
+from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
@@ -139,7 +140,7 @@ def ppo_update(policy, critic, optimizer, params, b, old_logp, old_values, adv, 
             check_finite(loss, it, "PPO loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            clip_gradients(params, cfg.grad_clip, it)
             optimizer.step()
             stats.append([pg_loss.item(), v_loss.item(), entropy.item(), clipfrac.item(),
                           rl.approx_kl(logp.detach(), old_logp[idx], mm).item(),
@@ -154,8 +155,7 @@ def train(cfg: PPOConfig) -> dict:
     main = rank == 0                                                   # only rank 0 evaluates and writes files
     for n, what in ((cfg.batch_size, "batch_size"), (cfg.minibatch_size, "minibatch_size")):
         distributed.per_rank(n, world, what)                          # a clear error now if it does not split
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    run = RunDir(cfg.out_dir, "ppo", resume=cfg.resume, inputs=[cfg.init_from, cfg.prm_ckpt])   # checks only
 
     # ---- build: policy (+ value head), frozen reference, critic, optimizer
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
@@ -177,20 +177,18 @@ def train(cfg: PPOConfig) -> dict:
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
 
-    if cfg.resume:
-        ck = resume(ckpt_path, tok, policy, optimizer, same={"critic": cfg.critic})
+    if cfg.resume:                                     # the same stage with the same settings, or one line
+        ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, policy, optimizer)
         if critic is not policy:
             critic.load_state_dict(ck["extra"]["critic_model"])
         start, beta = ck["step"], ck["extra"]["beta"]
         wall_before, acc_before = ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
         if kl_ctl:
             kl_ctl.beta = beta
-    elif main:
-        set_aside(ckpt_path)
+    log = run.start() if main else None                 # every check has passed: now the folder may change
     if main:
         print(f"policy {policy.num_params() / 1e6:.2f}M params; critic: {cfg.critic}; device {device}"
               + (f"; {world} processes" if world > 1 else ""))
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume) if main else None
 
     def evaluate(it):
         acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
@@ -202,7 +200,7 @@ def train(cfg: PPOConfig) -> dict:
                  "accuracy_before": acc_before}
         if critic is not policy:
             extra["critic_model"] = critic.state_dict()
-        save_checkpoint(ckpt_path, policy, tok, optimizer, it, stage_config(task, task_seed, cfg), extra=extra)
+        run.save(policy, tok, optimizer, it, stage_config(task, task_seed, cfg), extra=extra)
 
     if acc_before is None and main:
         acc_before = evaluate(0)
@@ -258,7 +256,7 @@ def train(cfg: PPOConfig) -> dict:
                 title=f"PPO: held-out accuracy {acc_before:.1%} -> {acc:.1%}")
     summary = {"accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
-               "samples": cfg.iters * cfg.batch_size, "critic": cfg.critic, "checkpoint": ckpt_path,
+               "samples": cfg.iters * cfg.batch_size, "critic": cfg.critic, "checkpoint": run.ckpt,
                "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")

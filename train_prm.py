@@ -24,9 +24,10 @@ import torch
 
 from nanoreason import reward_models as rm
 from nanoreason import distributed
-from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, pick_device
 
@@ -65,13 +66,10 @@ def train(cfg: PRMConfig) -> dict:
     torch.manual_seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    if main:
-        set_aside(ckpt_path)
+    run = RunDir(cfg.out_dir, "prm", inputs=[cfg.init_from])   # checks only, before any work
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     t0 = time.time()
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl")) if main else None
+    log = run.start() if main else None           # every check has passed: now the folder may change
     # ---- data: step labels for the policy's own answers (or for corrupted reference solutions)
     train_problems = make_problems(cfg.problems, "train", cfg.seed + 1, task)
     agreement = {}
@@ -115,8 +113,8 @@ def train(cfg: PRMConfig) -> dict:
     acc = rm.step_accuracy(model, tok, t_reps, t_texts)
     oracle_test = [y for p, t in zip(t_reps, t_texts) for y in rm.oracle_labels(p, t)]
     base = rm.majority_baseline(oracle_test)
-    save_checkpoint(ckpt_path, model, tok, None, len(losses), stage_config(task, task_seed, cfg),
-                    kind="reward_model", extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.init_from})
+    run.save(model, tok, None, len(losses), stage_config(task, task_seed, cfg), kind="reward_model",
+             extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.init_from})
     panels = [("PRM loss (binary cross-entropy)", ["loss"])]
     if agreement:
         panels.append(("MC hard labels = oracle (fraction of steps)", ["agreement"], {"x": "mc_n"}))
@@ -124,7 +122,7 @@ def train(cfg: PRMConfig) -> dict:
                 title=f"PRM ({cfg.labels} labels): held-out step accuracy {acc:.1%} (majority guess {base:.1%})")
     summary = {"labels": cfg.labels, "step_accuracy": acc, "majority_baseline": base, "eval_steps": len(oracle_test),
                "train_answers": len(examples), "mc_agreement_with_oracle": agreement,
-               "wall_seconds": round(time.time() - t0, 1), "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+               "wall_seconds": round(time.time() - t0, 1), "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: PRM ({cfg.labels}) step verdicts agree with the oracle on {acc:.1%} of {len(oracle_test)} held-out "
           f"steps (always guessing the majority label: {base:.1%}) -> {cfg.out_dir}/")

@@ -24,11 +24,12 @@ import torch
 from tqdm import tqdm
 
 from nanoreason import distributed
-from nanoreason.checkpoint import load_start, save_checkpoint, set_aside, stage_config
+from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
 from nanoreason.rollouts import sample_groups
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, encode_pairs, finetune, pick_device
 
@@ -67,10 +68,7 @@ def train(cfg: RCRLConfig) -> dict:
     random.seed(cfg.seed)
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    if main:
-        set_aside(ckpt_path)
+    run = RunDir(cfg.out_dir, "rcrl", inputs=[cfg.init_from])   # checks only, before any work
 
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     good, bad = tok.special_ids["<|correct|>"], tok.special_ids["<|incorrect|>"]
@@ -81,7 +79,7 @@ def train(cfg: RCRLConfig) -> dict:
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
     log, acc_before = None, None
     if main:                                                   # rank 0 evaluates and logs
-        log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"))
+        log = run.start()                              # every check has passed: now the folder may change
         acc_before = evaluate_and_show(policy, tok, test, 0, cfg.show_samples)        # the start: no tag yet
         log.log(step=0, accuracy=acc_before, samples=0, wall=0.0)
     acc, gen, samples = acc_before, torch.Generator(device=device), 0
@@ -102,10 +100,8 @@ def train(cfg: RCRLConfig) -> dict:
         acc = evaluate_and_show(policy, tok, test, it + 1, cfg.show_samples, prefix=[good])
         log.log(step=it + 1, samples=samples, train_accuracy=train_acc,
                 loss=sum(losses) / len(losses), accuracy=acc, wall=time.time() - t0)
-        save_checkpoint(ckpt_path, policy, tok, optimizer, it + 1,
-                        stage_config(task, task_seed, cfg),
-                        extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before,
-                               "prefix": [good]})
+        run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg),
+                 extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before, "prefix": [good]})
 
     distributed.cleanup()
     if not main:
@@ -117,7 +113,7 @@ def train(cfg: RCRLConfig) -> dict:
                 title=f"return-conditioned RL: held-out accuracy {acc_before:.1%} -> {acc:.1%}", x="samples")
     summary = {"algo": "rcrl", "accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "samples": samples,
-               "prefix": [good], "checkpoint": ckpt_path, "config": dataclasses.asdict(cfg)}
+               "prefix": [good], "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: RCRL held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
     return summary

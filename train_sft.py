@@ -22,15 +22,16 @@ import torch
 from tqdm import tqdm
 
 from nanoreason import distributed
-from nanoreason.checkpoint import check_compatible, load_model, restore_rng, save_checkpoint, set_aside
+from nanoreason.checkpoint import load_model, restore_rng
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show, prompt_text
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.pretrained import load_gpt2
-from nanoreason.report import JsonlLogger, plot_curves, write_summary
+from nanoreason.report import plot_curves, write_summary
+from nanoreason.rundir import RunDir
 from nanoreason.tasks import TaskConfig, load_gsm8k, make_problems, stream
 from nanoreason.tokenizer import PATTERNS, Tokenizer
-from nanoreason.training import DTYPES, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
+from nanoreason.training import DTYPES, clip_gradients, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
 
 
 @dataclass
@@ -104,11 +105,6 @@ class SFTConfig:
                          n_head=self.n_head, n_embd=self.n_embd)
 
 
-# fields whose change makes an existing checkpoint unusable for --resume
-RESUME_FIELDS = ("seed", "min_steps", "max_steps", "max_value", "max_factor", "ops", "gsm8k_train", "vocab_size",
-                 "numbers", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "repeat_step_prob")
-
-
 def repeat_a_step(p, rng: random.Random):
     """The problem with one of its solution's step lines written twice (the oracle calls both copies correct)."""
     lines = p.solution.split("\n")
@@ -150,21 +146,19 @@ def train(cfg: SFTConfig) -> dict:
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ConfigError(f"batch_size={cfg.batch_size} cannot be split into {world} processes x grad_accum="
                           f"{cfg.grad_accum} equal microbatches; use a multiple of {world * cfg.grad_accum}")
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    run = RunDir(cfg.out_dir, "sft", resume=cfg.resume, inputs=[cfg.init_from])   # checks only, before any work
+    ckpt_path = run.ckpt
     train_batch, test, corpus = data(cfg)
 
-    if cfg.resume:
-        model, tok, ckpt = load_model(ckpt_path, device=device)
-        check_compatible(ckpt_path, ckpt, config=cfg, fields=RESUME_FIELDS)
+    if cfg.resume:                                    # the checkpoint is the start: where it came from may differ
+        ckpt = run.checked_resume(dataclasses.asdict(cfg), may_change=("init_from", "gpt2_dir"))
+        model, tok, _ = load_model(ckpt_path, device=device)
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         optimizer.load_state_dict(ckpt["optimizer"])
         restore_rng(ckpt)
         start, wall_before = ckpt["step"], ckpt["extra"].get("wall_seconds", 0.0)
         print(f"resuming from {ckpt_path} at step {start}")
     else:
-        if main:
-            set_aside(ckpt_path)
         if cfg.init_from:                                 # continue another run's weights and optimizer
             model, tok, ckpt = load_model(cfg.init_from, device=device)
             optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
@@ -184,13 +178,16 @@ def train(cfg: SFTConfig) -> dict:
                           f"it needs block_size >= {longest + cfg.max_new_tokens}, got block_size={cfg.block_size}")
     model.activation_checkpointing = cfg.activation_checkpointing
     ddp = distributed.wrap(model, world)                  # no head trained; DDP averages gradients over ranks
+    log = run.start() if main else None                  # every check has passed: now the folder may change
     if main:
         tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
         print(f"model: {model.num_params() / 1e6:.2f}M parameters; vocabulary {tok.n_vocab}; device {device}"
               + (f"; {world} processes" if world > 1 else ""))
-    log = JsonlLogger(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=cfg.resume) if main else None
 
     def evaluate(step):
+        done = [r["accuracy"] for r in log.rows if r.get("step") == step and "accuracy" in r]
+        if done:                                        # a resumed run that had already evaluated this step
+            return done[-1]
         acc = evaluate_and_show(model, tok, test, step, show=1, max_new_tokens=cfg.max_new_tokens)
         log.log(step=step, accuracy=acc, wall=wall_before + time.time() - t0)
         return acc
@@ -212,7 +209,7 @@ def train(cfg: SFTConfig) -> dict:
         micro = [sft_batch(tok, mine[i::cfg.grad_accum], cfg.block_size) for i in range(cfg.grad_accum)]  # in parts
         optimizer.zero_grad(set_to_none=True)
         loss = sft_backward(ddp, micro, device, cfg.dtype, step)       # the gradient of the whole batch's mean loss
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        clip_gradients(model.parameters(), cfg.grad_clip, step)
         optimizer.step()
         tokens += sum(x.numel() for x, _ in micro)
         train_time += time.time() - t_step
@@ -220,8 +217,7 @@ def train(cfg: SFTConfig) -> dict:
             log.log(step=step, loss=loss, lr=optimizer.param_groups[0]["lr"])
             bar.set_postfix(loss=f"{loss:.3f}")
         if (step + 1) % cfg.eval_interval == 0 and main:
-            save_checkpoint(ckpt_path, model, tok, optimizer, step + 1, cfg,
-                            extra={"wall_seconds": wall_before + time.time() - t0})
+            run.save(model, tok, optimizer, step + 1, cfg, extra={"wall_seconds": wall_before + time.time() - t0})
     tokens_per_second = distributed.all_sum(tokens).item() / max(train_time, 1e-9)     # all ranks' tokens
     if not main:
         distributed.cleanup()
@@ -229,7 +225,7 @@ def train(cfg: SFTConfig) -> dict:
     if start < cfg.iters or acc is None:
         acc = evaluate(cfg.iters)
     wall = wall_before + time.time() - t0
-    save_checkpoint(ckpt_path, model, tok, optimizer, cfg.iters, cfg, extra={"wall_seconds": wall})
+    run.save(model, tok, optimizer, cfg.iters, cfg, extra={"wall_seconds": wall})
     plot_curves(os.path.join(cfg.out_dir, "sft.png"), log.rows,
                 [("loss (solution tokens)", ["loss"], "log"), ("held-out greedy accuracy", ["accuracy"])],
                 title=f"SFT: {model.num_params() / 1e6:.2f}M params, accuracy {acc:.1%}")

@@ -3,7 +3,8 @@
     {"kind": "policy" | "reward_model", "model": state_dict, "model_config": {...}, "tokenizer": {...},
      "optimizer": state_dict | None, "step": int, "rng": {...}, "config": {...the script's config...}}
 
-Saved atomically (write `path.tmp`, then rename): a crash mid-save never destroys the previous checkpoint.
+Saved atomically (write `path.tmp`, then rename): a crash mid-save never destroys the previous checkpoint. The stages
+save through `rundir.RunDir.save`, which also refuses non-finite weights and records the stage and its log length.
 Loaded with `torch.load(weights_only=True)`: a checkpoint file cannot run code.
 """
 from __future__ import annotations
@@ -40,13 +41,6 @@ def save_checkpoint(path: str, model: GPT, tokenizer: Tokenizer, optimizer=None,
     os.replace(tmp, path)                            # atomic on POSIX
 
 
-def set_aside(path: str):
-    """A fresh run never destroys an earlier one: an existing checkpoint becomes `path.prev`."""
-    if os.path.exists(path):
-        os.replace(path, path + ".prev")
-        print(f"moved the existing {path} to {path}.prev")
-
-
 def load_checkpoint(path: str, kind: str | None = None) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such checkpoint")
@@ -75,9 +69,8 @@ def load_model(path: str, kind: str | None = "policy", device="cpu") -> tuple[GP
     return model.to(device), tok, ckpt
 
 
-def check_compatible(path: str, ckpt: dict, model_cfg: GPTConfig | None = None, tokenizer: Tokenizer | None = None,
-                     config=None, fields=None):
-    """Raise a ConfigError naming the first field where `ckpt` differs from what this run was asked to use."""
+def check_compatible(path: str, ckpt: dict, model_cfg: GPTConfig | None = None, tokenizer: Tokenizer | None = None):
+    """Raise a ConfigError naming the first field where `ckpt` differs from the model or tokenizer asked for."""
     if model_cfg is not None:
         for k, v in dataclasses.asdict(model_cfg).items():
             if ckpt["model_config"].get(k) != v:
@@ -85,11 +78,6 @@ def check_compatible(path: str, ckpt: dict, model_cfg: GPTConfig | None = None, 
                                   f"but this run asks for {k}={v!r}")
     if tokenizer is not None and ckpt["tokenizer"] != tokenizer.to_dict():
         raise ConfigError(f"{path}: made with a different tokenizer than this run's")
-    if config is not None:
-        saved = ckpt.get("config", {})
-        for k in fields if fields is not None else dataclasses.asdict(config):
-            if k in saved and saved[k] != getattr(config, k):
-                raise ConfigError(f"{path}: made with {k}={saved[k]!r}, but this run asks for {k}={getattr(config, k)!r}")
 
 
 def stage_config(task: TaskConfig, task_seed: int, cfg) -> dict:
@@ -132,16 +120,11 @@ def continued_sft_settings(path: str) -> dict:
             "warmup_iters": 1, "eval_interval": 10**9}
 
 
-def resume(path: str, tok: Tokenizer, model: GPT, optimizer, same: dict | None = None) -> dict:
-    """Load a run's own checkpoint back into `model` and `optimizer` and restore the RNGs; returns the checkpoint.
-    `same`: config settings the run that saved it must share with this one (checked before anything loads)."""
-    ckpt = load_checkpoint(path, kind="policy")
+def resume(ckpt: dict, path: str, tok: Tokenizer, model: GPT, optimizer) -> dict:
+    """Load a run's own checkpoint `ckpt` (from rundir.RunDir.checked_resume) back into `model` and `optimizer` and
+    restore the RNGs; returns it."""
     if ckpt["tokenizer"] != tok.to_dict():
         raise ConfigError(f"{path}: made from a start with a different tokenizer than this run's")
-    saved = ckpt.get("config", {})
-    for k, v in (same or {}).items():
-        if saved.get(k) != v:
-            raise ConfigError(f"{path}: made with {k}={saved.get(k)!r}, but this run asks for {k}={v!r}")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     restore_rng(ckpt)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -27,9 +28,12 @@ def _convert(name: str, typ, raw: str):
             return False
         raise ConfigError(f"--{name} must be true or false, got {raw!r}")
     try:
-        return typ(raw)
+        value = typ(raw)
     except ValueError:
         raise ConfigError(f"--{name} must be {typ.__name__}, got {raw!r}") from None
+    if typ is float and not math.isfinite(value):
+        raise ConfigError(f"--{name} must be a finite number, got {raw!r}")
+    return value
 
 
 # One name per concept in every script. An old spelling gets one line naming the new one.
@@ -39,9 +43,37 @@ RENAMED = {"sft_ckpt": "--init_from", "student_init": "--init_from", "init": "--
            "seconds": "--time_limit"}
 
 
+# One rule per concept, checked for every script that has the key (its own __post_init__ checks the rest).
+POSITIVE = ("iters", "eval_interval", "eval_problems", "max_new_tokens", "batch_size", "minibatch_size", "epochs",
+            "prompts_per_iter", "group_size", "k", "num_samples", "problems", "warmup_iters", "grad_accum", "lr",
+            "expand", "mc_n")
+NON_NEGATIVE = ("temperature", "temperature_end", "min_lr", "critic_lr", "time_limit", "beam", "mmr", "top_k",
+                "test_problems", "show_samples", "kl_coef")
+
+
+def check_shared(cfg):
+    """The rules every script shares, by key: counts and intervals > 0, no negative temperature or rate, a device
+    that exists here, an output folder we can write. One ConfigError naming the key."""
+    from nanoreason.rundir import check_out_dir          # (imports torch; config itself stays light)
+    from nanoreason.training import pick_device
+
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if number and f.name in POSITIVE and not v > 0:
+            raise ConfigError(f"--{f.name} must be > 0, got {v}")
+        if number and f.name in NON_NEGATIVE and v < 0:
+            raise ConfigError(f"--{f.name} must be >= 0, got {v}")
+    if hasattr(cfg, "device"):
+        pick_device(cfg.device)
+    if getattr(cfg, "out_dir", ""):
+        check_out_dir(cfg.out_dir)
+
+
 def parse_args(cls, argv=None):
     """Build a `cls` (a dataclass) from `--key=value` arguments. Unknown keys and bad values raise ConfigError;
-    validation in the dataclass's own `__post_init__` runs afterwards. `--help` lists keys and defaults."""
+    validation in the dataclass's own `__post_init__` runs afterwards, then the shared rules (`check_shared`).
+    `--help` lists keys and defaults."""
     argv = sys.argv[1:] if argv is None else list(argv)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if "-h" in argv or "--help" in argv:
@@ -73,7 +105,9 @@ def parse_args(cls, argv=None):
                 raise ConfigError(f"--{key} needs a value")
         values[key] = _convert(key, ftype, raw)
         i += 1
-    return cls(**values)
+    cfg = cls(**values)
+    check_shared(cfg)
+    return cfg
 
 
 def check(cond: bool, msg: str):

@@ -7,19 +7,24 @@ import os
 
 
 class JsonlLogger:
-    """Appends one JSON object per call to `path` (appending keeps the log of a resumed run whole)."""
+    """Appends one JSON object per call to `path`; `resume` continues an existing log (rundir.RunDir decides what an
+    earlier run's log becomes), otherwise the log starts empty."""
 
     def __init__(self, path: str, resume: bool = False):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
-        if not resume and os.path.exists(path):
-            os.replace(path, path + ".prev")          # keep the previous run's log instead of losing it
         self.rows = read_jsonl(path) if resume and os.path.exists(path) else []
+        if not resume:
+            open(path, "w").close()
+
+    @staticmethod
+    def line(row: dict) -> str:
+        return json.dumps(row) + "\n"
 
     def log(self, **row):
         self.rows.append(row)
         with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(self.line(row))
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -76,7 +81,8 @@ def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]]
         ax.set_xlabel(px)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:         # a panel whose keys were never logged stays empty
+            ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
+from nanoreason.config import ConfigError
 from nanoreason.model import GPT, KVCache
 from nanoreason.rl import token_logprobs
+from nanoreason.rundir import NonFiniteError
 
 
 @dataclass
@@ -81,7 +83,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     B, P = prompt.shape
     longest = max(len(p) for p in prompts)
     if longest >= model.cfg.block_size:
-        raise ValueError(f"a prompt of {longest} tokens leaves no room to generate (block_size "
+        raise ConfigError(f"a prompt of {longest} tokens leaves no room to generate (block_size "
                          f"{model.cfg.block_size}); use a model with a larger block_size")
     max_new_tokens = min(max_new_tokens, model.cfg.block_size - longest)
     cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
@@ -90,6 +92,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     logprobs = torch.zeros((B, max_new_tokens), device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     logits = model(prompt, prompt_mask, cache)[:, -1].float()                 # (B, V)
+    if not torch.isfinite(logits).all():                                     # NaN weights would sample garbage
+        raise NonFiniteError("the model's next-token logits are NaN or inf (its weights are not finite)")
     for t in range(max_new_tokens):
         scaled = logits if greedy else logits / temperature
         if greedy:

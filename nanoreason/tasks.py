@@ -356,26 +356,52 @@ def parse_gsm8k_answer(answer: str, where: str) -> tuple[str, int, tuple]:
 
 def load_gsm8k(path: str) -> list[Problem]:
     """Problems from a local GSM8K-format file (.jsonl/.json or .parquet with `question` and `answer`), read through
-    `datasets` (set HF_DATASETS_OFFLINE=1 to be sure nothing is fetched). Errors name the file, line and field."""
+    `datasets` (set HF_DATASETS_OFFLINE=1 to be sure nothing is fetched). Errors name the file, the physical line
+    (JSON lines; blank lines counted) or row, and the field."""
+    import json
     import os
+
     from datasets import load_dataset
 
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such file")
     kind = "parquet" if path.endswith(".parquet") else "json"
+    lines = []                                  # JSON lines: the physical line number of each record
+    if kind == "json":
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        if not text.strip():
+            raise ConfigError(f"{path}: empty file, no GSM8K records")
+        if not text.lstrip().startswith("["):
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ConfigError(f"{path}:line {n}: not valid JSON ({e.msg})") from None
+                    if not isinstance(record, dict):
+                        raise ConfigError(f"{path}:line {n}: not a JSON object with 'question' and 'answer'")
+                    for col in ("question", "answer"):
+                        if record.get(col) is not None and not isinstance(record[col], str):
+                            raise ConfigError(f"{path}:line {n}: field '{col}' must be text, got {record[col]!r}")
+                    lines.append(n)
     try:
         ds = load_dataset(kind, data_files=path, split="train")
     except Exception as e:  # datasets wraps parse errors in several types
-        raise ConfigError(f"{path}: cannot be read as GSM8K {kind}: {e.__class__.__name__}: {e}") from None
+        raise ConfigError(f"{path}: cannot be read as GSM8K {kind}: {e.__class__.__name__}: {str(e)[:300]}") from None
+    if len(ds) == 0:
+        raise ConfigError(f"{path}: no GSM8K records")
     for col in ("question", "answer"):
         if col not in ds.column_names:
             raise ConfigError(f"{path}: missing field '{col}' (columns: {ds.column_names})")
     problems = []
     for i, row in enumerate(ds):
-        where = f"{path}:{'line' if kind == 'json' else 'row'} {i + 1}"
+        where = f"{path}:line {lines[i]}" if i < len(lines) else f"{path}:{'record' if kind == 'json' else 'row'} {i + 1}"
         for col in ("question", "answer"):
             if row[col] is None:
                 raise ConfigError(f"{where}: missing field '{col}'")
+            if not isinstance(row[col], str):
+                raise ConfigError(f"{where}: field '{col}' must be text, got {row[col]!r}")
         solution, value, steps = parse_gsm8k_answer(row["answer"], where)
         problems.append(Problem(question=row["question"].strip(), solution=solution, answer=value, steps=steps))
     return problems

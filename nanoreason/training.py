@@ -11,14 +11,24 @@ import torch.nn.functional as F
 from nanoreason import distributed
 from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text
-
-
-class NonFiniteLoss(ConfigError):
-    """A loss became NaN or inf; the run stops and the last good checkpoint stays on disk."""
+from nanoreason.rundir import NonFiniteError
 
 
 def pick_device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    """`auto` (CUDA when there is one, else the CPU), `cpu`, `cuda` or `cuda:<index>`; one line for any other name
+    and for a GPU this machine does not have."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = name.partition(":")
+    if name == "cpu":
+        return name
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:<index>, got {name!r}")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(index or 0) >= n:
+        raise ConfigError(f"--device={name}: this machine has {n} CUDA device{'s' if n != 1 else ''}"
+                          + ("" if n else "; use --device=cpu or --device=auto"))
+    return name
 
 
 def make_optimizer(model, lr: float, weight_decay: float = 0.0):
@@ -44,8 +54,18 @@ def linear(start: float, end: float, frac: float) -> float:
 
 
 def check_finite(loss: torch.Tensor, step: int, what: str = "loss"):
+    """Stop (one line naming the step and the newest good checkpoint) when the loss is NaN or inf."""
     if not torch.isfinite(loss).all():
-        raise NonFiniteLoss(f"{what} became {loss.item()} at step {step}; stopping. The last good checkpoint is kept.")
+        raise NonFiniteError(f"{what} became {loss.item()} at step {step}")
+
+
+def clip_gradients(params, max_norm: float, step: int) -> float:
+    """Clip the global gradient norm to `max_norm`; a NaN or inf norm stops the run before the optimizer step could
+    write NaN into the weights (a finite loss can still have an overflowing gradient)."""
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if not torch.isfinite(norm):
+        raise NonFiniteError(f"the gradient norm became {norm.item()} at step {step}")
+    return norm.item()
 
 
 def completion_batch(tok, examples, block_size: int):
@@ -150,7 +170,7 @@ def minibatch_epochs(model, optimizer, n: int, epochs: int, batch_size: int, los
             check_finite(loss, len(losses) if step is None else step, what)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            clip_gradients(model.parameters(), grad_clip, len(losses) if step is None else step)
             optimizer.step()
             losses.append(distributed.mean(loss.item()))                        # the minibatch's global mean
             if on_step is not None:

@@ -14,6 +14,7 @@ from nanoreason.distill import curriculum_max_steps, distill_loss
 from nanoreason.rollouts import keep_verified
 from nanoreason.training import encode_pairs
 from nanoreason.tasks import Problem
+from tests.conftest import run_entry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,8 +104,7 @@ TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--iters=3", "--batch_size=8
 
 
 def run_distill(*args):
-    return subprocess.run([sys.executable, "train_distill.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return run_entry("train_distill.py", *args)
 
 
 @pytest.mark.parametrize("mode", [["--mode=token"], ["--mode=token", "--data=teacher", "--kind=jsd"],
@@ -122,8 +122,8 @@ def test_distill_script_runs_each_mode(sft_ckpt, tmp_path, mode):
     assert student.cfg.n_layer == 1 and ckpt["config"]["max_steps"] == 1
 
 
-def test_distill_bad_input(sft_ckpt, tmp_path):
-    r = run_distill(f"--teacher_ckpt={sft_ckpt}", "--mode=dagger")
+def test_distill_bad_input(sft_ckpt, tmp_path, entry):
+    r = entry("train_distill.py", f"--teacher_ckpt={sft_ckpt}", "--mode=dagger")
     assert r.returncode == 2 and "mode must be one of token, sequence, on_policy, got 'dagger'" in r.stderr
     from nanoreason.config import ConfigError, parse_args
     from train_distill import DistillConfig
@@ -134,11 +134,9 @@ def test_distill_bad_input(sft_ckpt, tmp_path):
     from tests.conftest import TINY_SFT
     swap = {"--vocab_size": "--vocab_size=280", "--max_new_tokens": "--max_new_tokens=16"}  # fewer merges make
     args = [swap.get(a.split("=")[0], a) for a in TINY_SFT]          # longer questions: keep them in block_size
-    subprocess.run([sys.executable, "train_sft.py", f"--out_dir={other}", *args], cwd=ROOT, check=True,
-                   capture_output=True, timeout=120)
-    r = run_distill(f"--teacher_ckpt={sft_ckpt}", f"--init_from={other}/ckpt.pt", *TINY)
-    assert r.returncode == 2 and "the student's tokenizer differs from the teacher's" in r.stderr
-    assert f"{other}/ckpt.pt" in r.stderr
+    assert entry("train_sft.py", f"--out_dir={other}", *args).returncode == 0
+    r = entry("train_distill.py", f"--teacher_ckpt={sft_ckpt}", f"--init_from={other}/ckpt.pt", *TINY)
+    assert r.returncode == 2 and "the student's tokenizer differs from the teacher's" in r.stderr and f"{other}/ckpt.pt" in r.stderr
     # a student larger than its teacher: allowed, with a warning
     r = run_distill(f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path / 'big'}", *TINY, "--n_layer=2",
                     "--n_embd=64")
@@ -176,4 +174,4 @@ def test_distill_resume_continues_the_run(sft_ckpt, tmp_path):
     first = json.load(open(tmp_path / "summary.json"))
     assert first["iters"] == 4 and first["accuracy_before"] == rows[0]["accuracy"]     # the start, not the resume
     r = run_distill(*common, "--iters=6", "--resume", "--mode=sequence")
-    assert r.returncode == 2 and "made with mode='token', but this run asks for mode='sequence'" in r.stderr
+    assert r.returncode == 2 and "mode (saved 'token', now 'sequence')" in r.stderr

@@ -134,8 +134,8 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
             eval_script.main(parse_args(eval_script.EvalConfig, args))
 
 
-def test_unknown_labels_is_one_clear_line():
-    r = run("train_prm.py", "--labels=vibes")
+def test_unknown_labels_is_one_clear_line(entry):
+    r = entry("train_prm.py", "--labels=vibes")
     assert r.returncode == 2 and "unknown labels 'vibes'" in r.stderr
 
 

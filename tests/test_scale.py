@@ -41,7 +41,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     start = torch.load(os.path.join(one, "ckpt.pt"), weights_only=True)
     assert start["step"] == 4
     assert max_diff(weights(one), weights(two)) < 1e-4                 # 4 Adam steps, float32 summation order only
-    assert not os.path.exists(tmp_path / "two" / "metrics.jsonl.prev")  # one writer: rank 0
+    assert not os.path.exists(tmp_path / "two" / "old")                # one writer: rank 0
     s = json.load(open(two / "summary.json"))
     assert s["processes"] == 2 and s["tokens_per_second"] > 0          # bench/ddp_throughput.py reads this
 
@@ -150,7 +150,7 @@ def test_other_stages_run_under_torchrun(sft_ckpt, tmp_path, script, args):
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("done:") == 1 and os.path.exists(tmp_path / "summary.json")   # rank 0 reports and writes
-    assert not os.path.exists(tmp_path / "metrics.jsonl.prev")                           # one writer
+    assert not os.path.exists(tmp_path / "old")                                          # one writer
 
 
 @pytest.mark.parametrize("script, args", [("train_grpo.py", ["--prompts_per_iter=4", "--group_size=2", "--ent_coef=0.1",
