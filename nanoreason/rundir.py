@@ -59,10 +59,19 @@ def check_out_dir(path: str, flag: str = "--out_dir"):
 
 
 def finite_state(model, optimizer=None) -> str:
-    """'' when every weight and optimizer tensor is finite, else the name of the first one that is not."""
-    for name, p in getattr(model, "module", model).state_dict().items():
+    """'' when every weight and optimizer tensor is finite and the model's output on a short probe sequence is too,
+    else what is not (weights can be finite yet so large that every forward overflows)."""
+    model = getattr(model, "module", model)
+    for name, p in model.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():
             return f"weight {name}"
+    probe = torch.arange(min(16, model.cfg.block_size), device=next(model.parameters()).device)[None]  # (1, T)
+    was_training = model.training
+    with torch.no_grad():
+        ok = torch.isfinite(model.eval()(probe % model.cfg.vocab_size)).all()
+    model.train(was_training)
+    if not ok:
+        return "the model's output (its weights are finite but too large)"
     for i, state in enumerate((optimizer.state_dict()["state"] if optimizer is not None else {}).values()):
         for k, v in state.items():
             if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
