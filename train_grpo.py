@@ -45,7 +45,7 @@ from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems
+from nanoreason.tasks import check_steps, make_problems
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 ALGOS = ("grpo", "rloo", "reinforce")
@@ -183,23 +183,23 @@ def train(cfg: GRPOConfig) -> dict:
     policy.activation_checkpointing = cfg.activation_checkpointing
     ddp = distributed.wrap(policy, world)                      # no critic, no RM; DDP averages gradients over ranks
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
-    start, wall_before, acc_before = 0, 0.0, None
+    start, wall_before, before = 0, 0.0, None         # before: the start's held-out stats
     if cfg.resume:                                     # the same stage with the same settings, or one line
         ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, policy, optimizer)
-        start, wall_before, acc_before = ck["step"], ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
+        start, wall_before, before = ck["step"], ck["extra"]["wall_seconds"], ck["extra"]["before"]
     log = run.start() if main else None                 # every check has passed: now the folder may change
     if main:
         print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
               f"{cfg.group_size} samples per iteration; device {device}" + (f"; {world} processes" if world > 1 else ""))
 
-    def evaluate(it):
-        acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
-        log.log(step=it, accuracy=acc, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
-        return acc
+    def evaluate(it):        # accuracy, format and reasoning rates, response length of greedy answers
+        stats = evaluate_and_show(policy, tok, test, it, cfg.show_samples, stats=True)
+        log.log(step=it, **stats, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
+        return stats
 
-    if acc_before is None and main:
-        acc_before = evaluate(0)
-    acc = acc_before
+    if before is None and main:
+        before = evaluate(0)
+    after = before
     gen = torch.Generator(device=device)
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=name, disable=not main)
     for it in bar:
@@ -210,7 +210,7 @@ def train(cfg: GRPOConfig) -> dict:
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
 
         # ---- rollouts: G completions per prompt, next to each other (this rank's share of the prompts)
-        _, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
+        problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
                              cfg.weights, cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
                              rank=rank, world=world)
         rewards = b.scores.sum(1)                  # (B,) one number per completion (shaped step rewards summed)
@@ -220,7 +220,8 @@ def train(cfg: GRPOConfig) -> dict:
         row = distributed.all_mean(dict(                                      # averaged over ranks
             step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
             train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
-            steps_per_answer=b.n_steps.mean().item(),
+            steps_per_answer=b.n_steps.mean().item(), response_length=b.completion_mask.sum(1).float().mean().item(),
+            reasoning=sum(any(check_steps(p, t)) for p, t in zip(problems, b.texts)) / len(problems),   # measured only
             **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
             temperature=temp, wall=wall_before + time.time() - t0))
         if not main:
@@ -228,8 +229,8 @@ def train(cfg: GRPOConfig) -> dict:
         log.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
-            acc = evaluate(it + 1)
-            extra = {"wall_seconds": wall_before + time.time() - t0, "accuracy_before": acc_before}
+            after = evaluate(it + 1)
+            extra = {"wall_seconds": wall_before + time.time() - t0, "before": before}
             run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg), extra=extra)
 
     distributed.cleanup()
@@ -238,14 +239,19 @@ def train(cfg: GRPOConfig) -> dict:
     wall = wall_before + time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, f"{name}.png"), log.rows,
                 [("held-out / train accuracy", ["accuracy", "train_accuracy"]),
+                 ("answers that reason (a checked step)", ["reasoning", "reasoning_rate"]),
                  ("groups with no signal", ["zero_signal_groups"]),
                  ("answer length (tokens)", ["len_correct", "len_wrong"]), ("entropy", ["entropy"])],
-                title=f"{name}: held-out accuracy {acc_before:.1%} -> {acc:.1%}")
-    summary = {"algo": name, "accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
+                title=f"{name}: held-out accuracy {before['accuracy']:.1%} -> {after['accuracy']:.1%}")
+    summary = {"algo": name, "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
+               "gain": after["accuracy"] - before["accuracy"],
+               **{f"{k}_{when}": s[k] for k in ("format_rate", "reasoning_rate", "response_length")
+                  for when, s in (("before", before), ("after", after))},
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
                "samples": cfg.iters * cfg.batch_size, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
-    print(f"done: {name} held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
+    print(f"done: {name} held-out accuracy {before['accuracy']:.1%} -> {after['accuracy']:.1%} in {wall:.0f}s "
+          f"-> {cfg.out_dir}/")
     return summary
 
 

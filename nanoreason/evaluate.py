@@ -5,8 +5,9 @@ import torch
 from tqdm import tqdm
 
 from nanoreason.model import GPT
+from nanoreason.rewards import format_reward
 from nanoreason.sampling import generate
-from nanoreason.tasks import Problem, extract_answer
+from nanoreason.tasks import Problem, check_steps, extract_answer
 from nanoreason.tokenizer import Tokenizer
 
 
@@ -36,9 +37,33 @@ def accuracy(model: GPT, tok: Tokenizer, problems: list[Problem], **kw) -> tuple
     return sum(correct) / max(len(problems), 1), completions
 
 
-def evaluate_and_show(model: GPT, tok: Tokenizer, problems: list[Problem], step: int, show: int = 2, **kw) -> float:
-    """Held-out accuracy, printed above the progress bar with the first `show` questions and their completions."""
+def completion_stats(tok: Tokenizer, problems: list[Problem], completions: list[str]) -> dict:
+    """What answers to `problems` look like: accuracy; format rate (they end in one `#### N` line); reasoning rate
+    (at least one calculation line before the answer that the step oracle accepts); mean response length in tokens
+    (with the end-of-text). What a base model does when shown a question, and what pure RL changes."""
+    n = max(len(problems), 1)
+    return {"accuracy": sum(extract_answer(c) == p.answer for c, p in zip(completions, problems)) / n,
+            "format_rate": sum(format_reward(c) for c in completions) / n,
+            "reasoning_rate": sum(any(check_steps(p, c)) for c, p in zip(completions, problems)) / n,
+            "response_length": sum(len(tok.encode(c)) + 1 for c in completions) / n}
+
+
+@torch.no_grad()
+def answer_stats(model: GPT, tok: Tokenizer, problems: list[Problem], **kw) -> dict:
+    """`completion_stats` of the greedy answers to `problems`."""
+    return completion_stats(tok, problems, solve(model, tok, [p.question for p in problems], **kw))
+
+
+def evaluate_and_show(model: GPT, tok: Tokenizer, problems: list[Problem], step: int, show: int = 2,
+                      stats: bool = False, **kw) -> float | dict:
+    """Held-out accuracy, printed above the progress bar with the first `show` questions and their completions.
+    `stats`: return (and print) all of `completion_stats` instead."""
     acc, completions = accuracy(model, tok, problems, **kw)
     shown = "".join(f"\n  Q: {p.question}\n  A: {c!r}" for p, c in zip(problems[:show], completions))
-    tqdm.write(f"step {step}: held-out greedy accuracy {acc:.1%} on {len(problems)} problems{shown}")
-    return acc
+    more = ""
+    if stats:
+        s = completion_stats(tok, problems, completions)
+        more = (f"; format {s['format_rate']:.1%}, reasoning {s['reasoning_rate']:.1%}, "
+                f"{s['response_length']:.1f} tokens per answer")
+    tqdm.write(f"step {step}: held-out greedy accuracy {acc:.1%} on {len(problems)} problems{more}{shown}")
+    return s if stats else acc

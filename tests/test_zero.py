@@ -1,0 +1,94 @@
+"""Pretraining a base (train_base.py) and pure RL from it (train_zero.py): the corpus keeps held-out problems out and
+follows its mix; both stages run at tiny settings and write what they promise; bad input is one line."""
+import json
+import os
+
+import pytest
+
+from nanoreason import corpus
+from nanoreason.config import ConfigError
+from nanoreason.tasks import TaskConfig, make_problems, signature
+
+TASK = TaskConfig(min_steps=1, max_steps=2, max_value=20, ops="+-*")
+TINY_BASE = ["--min_steps=1", "--max_steps=1", "--ops=+-", "--vocab_size=300", "--n_layer=1", "--n_head=2",
+             "--n_embd=32", "--block_size=96", "--batch_size=8", "--corpus_docs=600", "--val_docs=20", "--iters=40",
+             "--warmup_iters=5", "--eval_interval=20", "--eval_problems=16", "--max_new_tokens=24"]
+
+
+def test_no_held_out_problem_is_in_the_corpus():
+    """Neither a held-out question nor the arithmetic of a held-out problem (its worked steps, whatever the wording)."""
+    docs = corpus.documents(3000, 0, TASK, corpus.CorpusMix(problems=1.0, stories=0, worksheets=0, worked=0.5))
+    test = make_problems(300, "test", 0, TASK)
+    text = "\n".join(docs)
+    assert not [p.question for p in test if p.question in text]
+    worked = [";".join(line.split("=")[0] for line in d.split("\n") if "<<" in line) for d in docs if "<<" in d]
+    assert len(worked) > 1000 and not {signature(p) for p in test} & set(worked)
+
+
+@pytest.mark.parametrize("worked, answer_only", [(0.0, 0.5), (0.1, 0.5), (0.5, 0.3)])
+def test_the_mix_sets_how_problems_are_shown(worked, answer_only):
+    mix = corpus.CorpusMix(stories=0.2, worksheets=0.2, problems=0.6, worked=worked, answer_only=answer_only)
+    docs = corpus.documents(4000, 1, TASK, mix)
+    problems = [d for d in docs if "How many" in d]
+    shown_worked = sum("<<" in d for d in problems) / len(problems)
+    shown_answer = sum("####" in d and "<<" not in d for d in problems) / len(problems)
+    assert len(problems) / len(docs) == pytest.approx(0.6, abs=0.03)
+    assert shown_worked == pytest.approx(worked, abs=0.03) and shown_answer == pytest.approx(answer_only, abs=0.03)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(stories=0.5), "--stories, --worksheets and --problems must sum to 1"),
+    (dict(worked=-0.1), "--worked must be a fraction in [0, 1]"),
+    (dict(worked=0.6, answer_only=0.6), "--worked + --answer_only must be <= 1"),
+])
+def test_a_bad_mix_is_named(kw, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("+", r"\+")):
+        corpus.CorpusMix(**kw)
+
+
+def test_base_then_zero_then_sft_from_the_base(tmp_path, entry, sft_ckpt):
+    base, zero = tmp_path / "base", tmp_path / "zero"
+    r = entry("train_base.py", f"--out_dir={base}", *TINY_BASE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.load(open(base / "summary.json"))
+    rows = [json.loads(line) for line in open(base / "metrics.jsonl")]
+    losses = [row["loss"] for row in rows if "loss" in row]
+    assert losses[-1] < 0.8 * losses[0] and s["perplexity"] < s["perplexity_before"]
+    for k in ("accuracy", "format_rate", "reasoning_rate", "response_length"):
+        assert 0 <= s[k] and (k == "response_length" or s[k] <= 1)
+    assert (base / "base.png").exists() and (base / "ckpt.pt").exists()
+
+    r = entry("train_zero.py", f"--init_from={base}/ckpt.pt", f"--out_dir={zero}", "--iters=2",
+              "--prompts_per_iter=2", "--group_size=2", "--max_new_tokens=16", "--eval_problems=16",
+              "--eval_interval=2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    z = json.load(open(zero / "summary.json"))
+    for k in ("accuracy", "format_rate", "reasoning_rate", "response_length"):
+        assert f"{k}_before" in z and f"{k}_after" in z
+    assert z["eval_problems"] == 16 and z["wall_seconds"] > 0 and (zero / "zero.png").exists()
+    row = [json.loads(line) for line in open(zero / "metrics.jsonl")][1]
+    assert {"reward", "format", "reasoning", "response_length", "entropy"} <= set(row)
+
+    r = entry("train_sft.py", f"--init_from={base}/ckpt.pt", f"--out_dir={tmp_path / 'sft'}", "--iters=2",
+              "--eval_interval=2", "--eval_problems=16", "--max_new_tokens=24", "--min_steps=1", "--max_steps=1",
+              "--ops=+-")
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    # pure RL from a fine-tuned model is not R1-Zero: one line, nothing written
+    r = entry("train_zero.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path / 'z2'}")
+    assert r.returncode == 2 and "not a pretrained base" in r.stderr and not os.path.exists(tmp_path / "z2")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rewards=outcome=1,steps=0.5"], "steps is not verifiable without a reference solution"),
+    (["--rewards=vibes=1"], "vibes"),
+    (["--iters=0"], "iters must be > 0"),
+])
+def test_zero_bad_input_is_one_line(entry, args, message):
+    r = entry("train_zero.py", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_base_bad_mix_is_one_line(entry, tmp_path):
+    r = entry("train_base.py", f"--out_dir={tmp_path}", "--worked=0.7", "--answer_only=0.5")
+    assert r.returncode == 2 and "--worked + --answer_only must be <= 1" in r.stderr and not os.listdir(tmp_path)
