@@ -220,7 +220,7 @@ def train(cfg: GRPOConfig) -> dict:
         row = distributed.all_mean(dict(                                      # averaged over ranks
             step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
             train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
-            steps_per_answer=b.n_steps.mean().item(), response_length=b.completion_mask.sum(1).float().mean().item(),
+            steps_per_answer=b.n_steps.mean().item(), sampled_length=b.completion_mask.sum(1).float().mean().item(),
             reasoning=sum(any(check_steps(p, t)) for p, t in zip(problems, b.texts)) / len(problems),   # measured only
             **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
             temperature=temp, wall=wall_before + time.time() - t0))

@@ -75,6 +75,8 @@ class SFTConfig:
     time_limit: float = 0.0        # > 0: stop after this many seconds of wall time (the equal-time control)
     repeat_step_prob: float = 0.0  # this fraction of training solutions restate one step on a second line: a start
                                    # that sometimes pads, for the reward-hacking experiment (bench/reward_hacking.py)
+    answers_only: bool = False     # learn only each solution's final line "#### N": imitation when only outcomes
+                                   # are known (the control of train_zero.py, docs/zero.md)
     device: str = "auto"
 
     def __post_init__(self):
@@ -135,6 +137,11 @@ def data(cfg: SFTConfig):
         it = stream("train", seed=cfg.seed - 1, cfg=cfg.task())
         corpus = [next(it) for _ in range(4000)]
     text = "\n".join(prompt_text(p.question) + p.solution for p in corpus)
+    if cfg.answers_only:
+        with_steps = train_batch
+
+        def train_batch(step):                           # noqa: F811 (the same batch, without its worked steps)
+            return [dataclasses.replace(p, solution=f"#### {p.answer}") for p in with_steps(step)]
     return train_batch, test[:cfg.eval_problems], text
 
 

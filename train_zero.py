@@ -66,7 +66,7 @@ def main(cfg: ZeroConfig) -> dict:
     plot_curves(os.path.join(cfg.out_dir, "zero.png"), rows,
                 [("held-out accuracy", ["accuracy"], {"x": "samples"}),
                  ("answers that reason first", ["reasoning_rate", "reasoning"], {"x": "samples"}),
-                 ("response length (tokens)", ["response_length"], {"x": "samples"}),
+                 ("response length (tokens)", ["response_length", "sampled_length"], {"x": "samples"}),
                  ("format (one final #### line)", ["format_rate", "format"], {"x": "samples"})],
                 title=f"pure RL from a base: held-out accuracy {grpo['accuracy_before']:.1%} -> "
                       f"{grpo['accuracy_after']:.1%}, reasoning {grpo['reasoning_rate_before']:.0%} -> "

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from nanoreason.config import parse_args, run_main
 
 MARKED = re.compile(r"(<!-- table: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
-IMAGES = {"out/ppo/ppo.png": "docs/img/ppo.png", "out/report.png": "docs/img/report.png"}
+IMAGES = {"out/ppo/ppo.png": "docs/img/ppo.png", "out/report.png": "docs/img/report.png",
+          "out/zero/zero.png": "docs/img/zero.png"}
 
 
 @dataclass

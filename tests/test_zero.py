@@ -67,7 +67,7 @@ def test_base_then_zero_then_sft_from_the_base(tmp_path, entry, sft_ckpt):
         assert f"{k}_before" in z and f"{k}_after" in z
     assert z["eval_problems"] == 16 and z["wall_seconds"] > 0 and (zero / "zero.png").exists()
     row = [json.loads(line) for line in open(zero / "metrics.jsonl")][1]
-    assert {"reward", "format", "reasoning", "response_length", "entropy"} <= set(row)
+    assert {"reward", "format", "reasoning", "sampled_length", "entropy"} <= set(row)
 
     r = entry("train_sft.py", f"--init_from={base}/ckpt.pt", f"--out_dir={tmp_path / 'sft'}", "--iters=2",
               "--eval_interval=2", "--eval_problems=16", "--max_new_tokens=24", "--min_steps=1", "--max_steps=1",
@@ -92,3 +92,26 @@ def test_zero_bad_input_is_one_line(entry, args, message):
 def test_base_bad_mix_is_one_line(entry, tmp_path):
     r = entry("train_base.py", f"--out_dir={tmp_path}", "--worked=0.7", "--answer_only=0.5")
     assert r.returncode == 2 and "--worked + --answer_only must be <= 1" in r.stderr and not os.listdir(tmp_path)
+
+
+def test_sft_answers_only_learns_the_final_line_alone():
+    import train_sft
+    cfg = train_sft.SFTConfig(answers_only=True, eval_problems=16, min_steps=1, max_steps=1, ops="+-")
+    batch, _, _ = train_sft.data(cfg)
+    assert all(p.solution == f"#### {p.answer}" for p in batch(3))
+
+
+def test_seed_table_from_finished_runs_and_controls_need_a_zero_run(entry, tmp_path):
+    for seed, (a, r) in enumerate([(0.5, 0.7), (0.6, 0.8)]):
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        json.dump({"eval_problems": 256, "wall_seconds": 9.0, **{f"{k}_before": 0.1 for k in
+                   ("accuracy", "format_rate", "reasoning_rate", "response_length")},
+                   "accuracy_after": a, "format_rate_after": 1.0, "reasoning_rate_after": r,
+                   "response_length_after": 30.0}, open(d / "summary.json", "w"))
+    r = entry("bench/zero_seeds.py", f"--out_dir={tmp_path}", "--seeds=0,1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = open(tmp_path / "table.md").read()
+    assert "| accuracy | 10.0% ± 0.0% | 55.0% ± 7.1% |" in table and "| 1 | 10.0% → 60.0% |" in table
+    r = entry("bench/zero_controls.py", f"--zero_dir={tmp_path}/nothing", f"--out_dir={tmp_path}/c")
+    assert r.returncode == 2 and "run python train_zero.py first" in r.stderr

@@ -1,0 +1,58 @@
+"""Pure RL from the base (train_zero.py) on several seeds: mean and spread of what it changes.
+
+    python bench/zero_seeds.py                 # seeds 0,1,2 from out/base/ckpt.pt; writes out/zero_seeds/table.md
+
+Each seed is `python train_zero.py --seed=S --out_dir=out/zero_seeds/seed<S>`; a seed whose summary.json exists is
+kept, not re-run. The base is shared (pretrained once, with its defaults, if missing).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import dataclass
+
+from nanoreason.config import parse_args, run_main, run_stage
+from nanoreason.report import write_table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEYS = ("accuracy", "format_rate", "reasoning_rate", "response_length")
+
+
+@dataclass
+class ZeroSeedsConfig:
+    out_dir: str = "out/zero_seeds"
+    init_from: str = "out/base/ckpt.pt"
+    seeds: str = "0,1,2"
+
+
+def main(c: ZeroSeedsConfig):
+    runs = {}
+    for seed in [int(s) for s in c.seeds.split(",")]:
+        d = os.path.join(c.out_dir, f"seed{seed}")
+        path = os.path.join(d, "summary.json")
+        runs[seed] = json.load(open(path)) if os.path.isfile(path) else \
+            run_stage(f"{ROOT}/train_zero.py", init_from=c.init_from, out_dir=d, seed=seed)
+
+    def cell(key, fmt):
+        xs = [r[key] for r in runs.values()]
+        spread = f" ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else ""
+        return f"{statistics.mean(xs):{fmt}}{spread}"
+
+    pct = ".1%"
+    lines = [f"Pure RL from `{c.init_from}` (`python train_zero.py`, defaults), seeds {c.seeds}: mean ± standard "
+             f"deviation over seeds; held-out greedy answers to {runs[min(runs)]['eval_problems']} problems.", "",
+             "| | before (the base) | after pure RL |", "|---|---|---|"]
+    for k in KEYS:
+        fmt = ".1f" if k == "response_length" else pct
+        lines.append(f"| {k.replace('_', ' ')} | {cell(k + '_before', fmt)} | {cell(k + '_after', fmt)} |")
+    lines += ["", "| seed | accuracy | reasoning rate | response length | wall |", "|---|---|---|---|---|"]
+    for s, r in runs.items():
+        lines.append(f"| {s} | {r['accuracy_before']:.1%} → {r['accuracy_after']:.1%} | {r['reasoning_rate_before']:.1%}"
+                     f" → {r['reasoning_rate_after']:.1%} | {r['response_length_before']:.1f} → "
+                     f"{r['response_length_after']:.1f} | {r['wall_seconds']:.0f} s |")
+    write_table(os.path.join(c.out_dir, "table.md"), lines)
+
+
+if __name__ == "__main__":
+    run_main(lambda: main(parse_args(ZeroSeedsConfig)))
