@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from nanoreason import corpus
 from nanoreason.checkpoint import load_model, restore_rng
-from nanoreason.config import check, parse_args, run_main
+from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import answer_stats
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.report import plot_curves, write_summary
@@ -104,6 +104,8 @@ def val_loss(model, val: torch.Tensor, block_size: int, device) -> float:
 
 def train(cfg: BaseConfig) -> dict:
     t0 = time.time()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train_base.py runs in one process: start it with python, not torchrun")
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     run = RunDir(cfg.out_dir, "base", resume=cfg.resume)               # checks only, before any work
@@ -129,6 +131,9 @@ def train(cfg: BaseConfig) -> dict:
         start, wall_before = 0, 0.0
     data = corpus.pack(tok, docs)                                            # (N,) token ids
     val = corpus.pack(tok, corpus.documents(cfg.val_docs, cfg.seed, task, mix, split="test"))
+    if len(val) <= cfg.block_size:
+        raise ConfigError(f"--val_docs={cfg.val_docs} makes {len(val)} held-out tokens, less than one block of "
+                          f"block_size={cfg.block_size}; use more --val_docs")
     log = run.start()                                  # every check has passed: now the folder may change
     tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
     print(f"corpus: {len(docs)} documents, {len(data) / 1e6:.2f}M tokens ({cfg.worked:.0%} of problems worked, "

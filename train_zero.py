@@ -50,6 +50,11 @@ class ZeroConfig:
 
 
 def main(cfg: ZeroConfig) -> dict:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train_zero.py starts its stages itself: run it with python, not torchrun")
+    if not os.path.exists(cfg.init_from) and cfg.init_from != ZeroConfig.init_from:   # only the default is made
+        raise ConfigError(f"{cfg.init_from}: no such base; make it first with python train_base.py "
+                          f"--out_dir={os.path.dirname(cfg.init_from) or '.'} (and the corpus mix you mean)")
     if not os.path.exists(cfg.init_from):
         print(f"no base model at {cfg.init_from}: pretraining it first with python train_base.py")
         run_stage(BASE_SCRIPT, out_dir=os.path.dirname(cfg.init_from) or ".")

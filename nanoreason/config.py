@@ -60,13 +60,13 @@ def check_shared(cfg):
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if number and f.name in POSITIVE and not v > 0:
+        if number and f.name in POSITIVE and (isinstance(v, int) or f.name == "lr") and not v > 0:   # counts: ints
             raise ConfigError(f"--{f.name} must be > 0, got {v}")
         if number and f.name in NON_NEGATIVE and v < 0:
             raise ConfigError(f"--{f.name} must be >= 0, got {v}")
     if hasattr(cfg, "device"):
         pick_device(cfg.device)
-    if getattr(cfg, "out_dir", ""):
+    if hasattr(cfg, "out_dir"):
         check_out_dir(cfg.out_dir)
 
 

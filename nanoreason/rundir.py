@@ -43,7 +43,9 @@ class NonFiniteError(ConfigError):
 
 
 def check_out_dir(path: str, flag: str = "--out_dir"):
-    """One line, before any work, when `path` cannot hold a run's outputs (a file, or not writable)."""
+    """One line, before any work, when `path` cannot hold a run's outputs (empty, a file, or not writable)."""
+    if not path:
+        raise ConfigError(f"{flag} is empty: name a folder")
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"{flag}={path} is a file, not a folder")
     p = os.path.abspath(path)

@@ -93,6 +93,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     done = torch.zeros(B, dtype=torch.bool, device=device)
     logits = model(prompt, prompt_mask, cache)[:, -1].float()                 # (B, V)
     if not torch.isfinite(logits).all():                                     # NaN weights would sample garbage
+        model.train(was_training)
         raise NonFiniteError("the model's next-token logits are NaN or inf (its weights are not finite, or too large)")
     for t in range(max_new_tokens):
         scaled = logits if greedy else logits / temperature

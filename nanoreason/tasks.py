@@ -368,12 +368,12 @@ def load_gsm8k(path: str) -> list[Problem]:
     kind = "parquet" if path.endswith(".parquet") else "json"
     lines = []                                  # JSON lines: the physical line number of each record
     if kind == "json":
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             text = f.read()
         if not text.strip():
             raise ConfigError(f"{path}: empty file, no GSM8K records")
         if not text.lstrip().startswith("["):
-            for n, line in enumerate(text.splitlines(), 1):
+            for n, line in enumerate(text.split("\n"), 1):             # JSON lines end at \n only
                 if line.strip():
                     try:
                         record = json.loads(line)

@@ -22,7 +22,7 @@ def pick_device(name: str) -> str:
     kind, _, index = name.partition(":")
     if name == "cpu":
         return name
-    if kind != "cuda" or (index and not index.isdigit()):
+    if kind != "cuda" or (":" in name and not index.isdigit()):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:<index>, got {name!r}")
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if int(index or 0) >= n:

@@ -64,6 +64,10 @@ def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
     assert r.returncode == 0 and "resuming" in r.stdout, r.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [row["step"] for row in rows if "reward" in row] == [1, 2, 3, 4]
+    done = json.load(open(tmp_path / "summary.json"))
+    assert run_grpo(*common, "--iters=4", "--resume").returncode == 0      # a finished run resumed: the same report
+    again = json.load(open(tmp_path / "summary.json"))
+    assert again["accuracy_after"] == done["accuracy_after"] and again["accuracy_before"] == done["accuracy_before"]
     r = run_grpo(*common, "--iters=6", "--resume", "--algo=rloo")
     assert r.returncode == 2 and "algo (saved 'grpo', now 'rloo')" in r.stderr, r.stderr
 

@@ -72,6 +72,8 @@ BAD = [
     ("train_sft.py", ["--device=bogus"], "--device must be auto, cpu, cuda or cuda:<index>, got 'bogus'"),
     ("train_sft.py", ["--device=cuda:7"], "--device=cuda:7: this machine has"),
     ("train_sft.py", ["--out_dir={w}/a_file"], "a_file is a file, not a folder"),
+    ("train_sft.py", ["--out_dir="], "--out_dir is empty"),
+    ("train_sft.py", ["--device=cuda:"], "--device must be auto, cpu, cuda or cuda:<index>, got 'cuda:'"),
     ("train_sft.py", ["--out_dir=/proc/nanoreason_out"], "cannot write in /proc"),
     ("train_sft.py", ["--resume", "--seed=1"], "--resume with changed settings: seed (saved 0, now 1)"),
     ("train_sft.py", ["--resume", "--lr=0.1", "--batch_size=8"], "batch_size (saved 16, now 8), lr (saved 0.003, now 0.1)"),

@@ -83,10 +83,17 @@ def test_base_then_zero_then_sft_from_the_base(tmp_path, entry, sft_ckpt):
     (["--rewards=outcome=1,steps=0.5"], "steps is not verifiable without a reference solution"),
     (["--rewards=vibes=1"], "vibes"),
     (["--iters=0"], "iters must be > 0"),
+    (["--init_from=/nonexistent/base/ckpt.pt"], "no such base; make it first with python train_base.py"),
 ])
 def test_zero_bad_input_is_one_line(entry, args, message):
     r = entry("train_zero.py", *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_a_base_without_word_problems_is_allowed():
+    from nanoreason.config import parse_args
+    from train_base import BaseConfig
+    assert parse_args(BaseConfig, ["--problems=0", "--stories=0.5", "--worksheets=0.5"]).problems == 0
 
 
 def test_base_bad_mix_is_one_line(entry, tmp_path):
