@@ -22,7 +22,6 @@ from nanoreason import reward_models as rm
 from nanoreason.checkpoint import load_model, task_of
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import accuracy
-from nanoreason.rundir import check_out_dir
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
 from nanoreason.tasks import extract_answer, make_problems
 from nanoreason.training import pick_device
@@ -60,8 +59,7 @@ class EvalConfig:
 
 def main(c: EvalConfig):
     ns, out = c.ns, c.out_path()
-    check_out_dir(c.out_dir)                                  # before any sampling, not after
-    if os.path.isdir(out):
+    if os.path.isdir(out):                                    # before any sampling, not after
         raise ConfigError(f"{out} is a folder; eval.py writes its table to that path (move it, or use another --out_dir)")
     if c.k < 1:
         raise ConfigError(f"k must be >= 1, got {c.k}")

@@ -13,7 +13,7 @@ import torch
 
 from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError, check, parse_args, run_main
-from nanoreason.evaluate import prompt_text, solve
+from nanoreason.evaluate import solve
 from nanoreason.tasks import check_steps, extract_answer, make_problems, split_steps, task_from_config
 
 
@@ -44,10 +44,6 @@ def main(cfg: SampleConfig):
                 top_k=cfg.top_k or None, top_p=cfg.top_p, generator=gen)
 
     def show(question, problem=None):
-        n, room = len(tok.encode(prompt_text(question))), model.cfg.block_size - 1
-        if n > room:
-            raise ConfigError(f"the question is {n} tokens; this model reads at most {room} (its block_size is "
-                              f"{model.cfg.block_size}), so shorten it")
         for c in solve(model, tok, [question] * cfg.num_samples, **opts):
             verdicts = check_steps(problem, c) if problem else None
             print("-" * 60)

@@ -140,9 +140,9 @@ def train(cfg: BaseConfig) -> dict:
           f"{cfg.answer_only:.0%} answer only); model {model.num_params() / 1e6:.2f}M parameters; device {device}")
 
     def evaluate(step):
-        done = [r for r in log.rows if r.get("step") == step and "accuracy" in r]
+        done = log.find("accuracy", step)
         if done:                                       # a resumed run that had already evaluated this step
-            return done[-1]
+            return done
         vl = val_loss(model, val, cfg.block_size, device)
         stats = answer_stats(model, tok, test, max_new_tokens=cfg.max_new_tokens)
         tqdm.write(f"step {step}: held-out perplexity {math.exp(vl):.2f}; zero-shot accuracy {stats['accuracy']:.1%}, "
@@ -179,7 +179,7 @@ def train(cfg: BaseConfig) -> dict:
                 [("training loss (all tokens)", ["loss"], "log"), ("held-out perplexity", ["perplexity"]),
                  ("zero-shot on held-out problems", ["accuracy", "format_rate", "reasoning_rate"])],
                 title=f"base model: perplexity {final['perplexity']:.2f}, zero-shot accuracy {final['accuracy']:.1%}")
-    first = next(r for r in log.rows if "accuracy" in r)
+    first = next(r for r in log.rows if "perplexity" in r)
     summary = {"perplexity": final["perplexity"], "perplexity_before": first["perplexity"],
                **{k: final[k] for k in ("accuracy", "format_rate", "reasoning_rate", "response_length")},
                "eval_problems": len(test), "corpus_tokens": len(data), "corpus_docs": len(docs),

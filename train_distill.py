@@ -148,8 +148,7 @@ def train(cfg: DistillConfig) -> dict:
         ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, student, optimizer)
         start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
         acc_before, teacher_acc = ck["extra"]["accuracy_before"], ck["extra"]["teacher_accuracy"]
-        acc_before_resume = ck["extra"].get("accuracy_after", acc_before)   # a finished run resumed: its last eval
-    log, acc = None, acc_before if not cfg.resume else acc_before_resume
+    log, acc = None, None
     if main:
         log = run.start()                             # every check has passed: now the folder may change
         print(f"distillation ({what}): teacher {nt / 1e6:.2f}M -> student {ns / 1e6:.2f}M parameters; device {device}"
@@ -164,7 +163,8 @@ def train(cfg: DistillConfig) -> dict:
         return acc
 
     if main and acc_before is None:
-        acc_before = acc = evaluate(0)
+        acc_before = evaluate(0)
+    acc = log.find("accuracy")["accuracy"] if main else None    # the start's, or a resumed run's last evaluation
     gen = torch.Generator(device=device)
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=f"distill {cfg.mode}", disable=not main)
     for it in bar:
@@ -228,7 +228,7 @@ def train(cfg: DistillConfig) -> dict:
             acc = evaluate(it + 1)
             run.save(student, tok, optimizer, it + 1, stage_config(task, task_seed, cfg),
                      extra={"wall_seconds": wall_before + time.time() - t0, "teacher_accuracy": teacher_acc,
-                            "accuracy_before": acc_before, "accuracy_after": acc})
+                            "accuracy_before": acc_before})
 
     distributed.cleanup()
     if not main:

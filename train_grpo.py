@@ -189,7 +189,6 @@ def train(cfg: GRPOConfig) -> dict:
         start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
         before = ck["extra"].get("before") or {"accuracy": ck["extra"]["accuracy_before"], "format_rate": float("nan"),
                                                 "reasoning_rate": float("nan"), "response_length": float("nan")}
-        after = ck["extra"].get("after", before)          # a finished run resumed: its last evaluation
     log = run.start() if main else None                 # every check has passed: now the folder may change
     if main:
         print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
@@ -201,7 +200,8 @@ def train(cfg: GRPOConfig) -> dict:
         return stats
 
     if before is None and main:
-        before = after = evaluate(0)
+        before = evaluate(0)
+    after = {k: v for k, v in log.find("accuracy").items() if k in before} if main else None   # the latest evaluation
     gen = torch.Generator(device=device)
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=name, disable=not main)
     for it in bar:
@@ -232,7 +232,7 @@ def train(cfg: GRPOConfig) -> dict:
         bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
             after = evaluate(it + 1)
-            extra = {"wall_seconds": wall_before + time.time() - t0, "before": before, "after": after}
+            extra = {"wall_seconds": wall_before + time.time() - t0, "before": before}
             run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg), extra=extra)
 
     distributed.cleanup()

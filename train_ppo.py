@@ -174,7 +174,7 @@ def train(cfg: PPOConfig) -> dict:
     ddp_critic = ddp_policy if critic is policy else distributed.wrap(critic, world, heads=("value",))  # gradients
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
-    beta, start, wall_before, acc_before, acc_resumed = cfg.kl_coef, 0, 0.0, None, None
+    beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
 
     if cfg.resume:                                     # the same stage with the same settings, or one line
@@ -183,7 +183,6 @@ def train(cfg: PPOConfig) -> dict:
             critic.load_state_dict(ck["extra"]["critic_model"])
         start, beta = ck["step"], ck["extra"]["beta"]
         wall_before, acc_before = ck["extra"]["wall_seconds"], ck["extra"]["accuracy_before"]
-        acc_resumed = ck["extra"].get("accuracy_after")     # a finished run resumed: its last evaluation
         if kl_ctl:
             kl_ctl.beta = beta
     log = run.start() if main else None                 # every check has passed: now the folder may change
@@ -196,16 +195,16 @@ def train(cfg: PPOConfig) -> dict:
         log.log(step=it, accuracy=acc, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
         return acc
 
-    def save(it, acc_before, acc):
+    def save(it, acc_before):
         extra = {"wall_seconds": wall_before + time.time() - t0, "beta": beta,
-                 "accuracy_before": acc_before, "accuracy_after": acc}
+                 "accuracy_before": acc_before}
         if critic is not policy:
             extra["critic_model"] = critic.state_dict()
         run.save(policy, tok, optimizer, it, stage_config(task, task_seed, cfg), extra=extra)
 
     if acc_before is None and main:
         acc_before = evaluate(0)
-    acc = acc_resumed if acc_resumed is not None else acc_before
+    acc = log.find("accuracy")["accuracy"] if main else None    # the start's, or a resumed run's last evaluation
     gen = torch.Generator(device=device)
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="ppo", disable=not main)
     for it in bar:
@@ -244,7 +243,7 @@ def train(cfg: PPOConfig) -> dict:
             tqdm.write(f"iter {it + 1}: a sampled training completion (reward {b.scores[0].sum():.2f}):\n"
                        f"  Q: {problems[0].question}\n  A: {b.texts[0]!r}")
             acc = evaluate(it + 1)
-            save(it + 1, acc_before, acc)
+            save(it + 1, acc_before)
 
     distributed.cleanup()
     if not main:

@@ -120,14 +120,14 @@ def data(cfg: SFTConfig):
         train = load_gsm8k(cfg.gsm8k_train)
         test = load_gsm8k(cfg.gsm8k_test) if cfg.gsm8k_test else train[:cfg.eval_problems]
 
-        def train_batch(step):
+        def draw(step):
             rng = random.Random(f"{cfg.seed}:{step}")
             return [rng.choice(train) for _ in range(cfg.batch_size)]
         corpus = train
     else:
         test = make_problems(cfg.eval_problems, "test", cfg.seed, cfg.task())
 
-        def train_batch(step):                           # a deterministic batch per step: resuming needs no replay
+        def draw(step):                                  # a deterministic batch per step: resuming needs no replay
             it = stream("train", seed=cfg.seed * 1_000_003 + step, cfg=cfg.task())
             batch = [next(it) for _ in range(cfg.batch_size)]
             if cfg.repeat_step_prob:
@@ -137,11 +137,10 @@ def data(cfg: SFTConfig):
         it = stream("train", seed=cfg.seed - 1, cfg=cfg.task())
         corpus = [next(it) for _ in range(4000)]
     text = "\n".join(prompt_text(p.question) + p.solution for p in corpus)
-    if cfg.answers_only:
-        with_steps = train_batch
 
-        def train_batch(step):                           # noqa: F811 (the same batch, without its worked steps)
-            return [dataclasses.replace(p, solution=f"#### {p.answer}") for p in with_steps(step)]
+    def train_batch(step):                               # --answers_only: the same batch, without its worked steps
+        batch = draw(step)
+        return [dataclasses.replace(p, solution=f"#### {p.answer}") for p in batch] if cfg.answers_only else batch
     return train_batch, test[:cfg.eval_problems], text
 
 
@@ -192,9 +191,9 @@ def train(cfg: SFTConfig) -> dict:
               + (f"; {world} processes" if world > 1 else ""))
 
     def evaluate(step):
-        done = [r["accuracy"] for r in log.rows if r.get("step") == step and "accuracy" in r]
+        done = log.find("accuracy", step)
         if done:                                        # a resumed run that had already evaluated this step
-            return done[-1]
+            return done["accuracy"]
         acc = evaluate_and_show(model, tok, test, step, show=1, max_new_tokens=cfg.max_new_tokens)
         log.log(step=step, accuracy=acc, wall=wall_before + time.time() - t0)
         return acc

@@ -58,7 +58,8 @@ def main(cfg: ZeroConfig) -> dict:
     if not os.path.exists(cfg.init_from):
         print(f"no base model at {cfg.init_from}: pretraining it first with python train_base.py")
         run_stage(BASE_SCRIPT, out_dir=os.path.dirname(cfg.init_from) or ".")
-    stage = load_checkpoint(cfg.init_from, kind="policy").get("extra", {}).get("stage")
+    base = load_checkpoint(cfg.init_from, kind="policy")
+    stage = base.get("extra", {}).get("stage")
     if stage != "base":
         raise ConfigError(f"{cfg.init_from} is a {stage or 'non-base'} checkpoint, not a pretrained base: RL from it "
                           f"would measure RL after {stage or 'another stage'}, not R1-Zero (use train_grpo.py for that)")
@@ -76,9 +77,8 @@ def main(cfg: ZeroConfig) -> dict:
                 title=f"pure RL from a base: held-out accuracy {grpo['accuracy_before']:.1%} -> "
                       f"{grpo['accuracy_after']:.1%}, reasoning {grpo['reasoning_rate_before']:.0%} -> "
                       f"{grpo['reasoning_rate_after']:.0%}")
-    base = load_checkpoint(cfg.init_from)["config"]
-    summary = {**grpo, "stage": "zero", "base": cfg.init_from, "base_worked": base.get("worked"),
-               "base_answer_only": base.get("answer_only"), "zero_config": vars(cfg)}
+    summary = {**grpo, "stage": "zero", "base": cfg.init_from, "base_worked": base["config"].get("worked"),
+               "base_answer_only": base["config"].get("answer_only"), "zero_config": vars(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: pure RL from {cfg.init_from}: accuracy {grpo['accuracy_before']:.1%} -> {grpo['accuracy_after']:.1%}, "
           f"format {grpo['format_rate_before']:.1%} -> {grpo['format_rate_after']:.1%}, reasoning "

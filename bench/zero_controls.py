@@ -9,10 +9,12 @@ Each arm is `python train_sft.py --init_from=<base> --time_limit=<pure RL's seco
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 
+from nanoreason.checkpoint import load_checkpoint, task_of
 from nanoreason.config import ConfigError, parse_args, run_main, run_stage
 from nanoreason.report import write_table
 
@@ -32,13 +34,15 @@ def main(c: ZeroControlsConfig):
         raise ConfigError(f"{path}: no such file; run python train_zero.py first")
     zero = json.load(open(path))
     seconds = zero["wall_seconds"]
+    task, task_seed = task_of(load_checkpoint(zero["base"])["config"])       # pure RL's task and held-out set
     rows = {}
     for arm, flags in (("SFT on worked solutions", {}), ("SFT on final answers only", {"answers_only": True})):
         d = os.path.join(c.out_dir, "answers_only" if flags else "worked")
         s_path = os.path.join(d, "summary.json")
         rows[arm] = json.load(open(s_path)) if os.path.isfile(s_path) else run_stage(
             f"{ROOT}/train_sft.py", init_from=zero["base"], out_dir=d, time_limit=seconds, iters=c.iters,
-            eval_interval=10**6, eval_problems=zero["eval_problems"], **flags)
+            eval_interval=10**6, eval_problems=zero["eval_problems"], **dataclasses.asdict(task), seed=task_seed,
+            **flags)
     lines = [f"From the base `{zero['base']}`, at most {seconds:.0f} s each (pure RL's wall time; an SFT arm whose "
              f"{c.iters}-step schedule ends first stops there), held-out greedy accuracy on {zero['eval_problems']} "
              f"problems; one run each.", "",

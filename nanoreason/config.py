@@ -44,9 +44,10 @@ RENAMED = {"sft_ckpt": "--init_from", "student_init": "--init_from", "init": "--
 
 
 # One rule per concept, checked for every script that has the key (its own __post_init__ checks the rest).
-POSITIVE = ("iters", "eval_interval", "eval_problems", "max_new_tokens", "batch_size", "minibatch_size", "epochs",
-            "prompts_per_iter", "group_size", "k", "num_samples", "problems", "warmup_iters", "grad_accum", "lr",
-            "expand", "mc_n")
+COUNTS = ("iters", "eval_interval", "eval_problems", "max_new_tokens", "batch_size", "minibatch_size", "epochs",
+          "prompts_per_iter", "group_size", "k", "num_samples", "problems", "warmup_iters", "grad_accum", "expand",
+          "mc_n")                                 # whole numbers > 0 (a float of the same name is another concept)
+POSITIVE = ("lr",)
 NON_NEGATIVE = ("temperature", "temperature_end", "min_lr", "critic_lr", "time_limit", "beam", "mmr", "top_k",
                 "test_problems", "show_samples", "kl_coef")
 
@@ -59,10 +60,10 @@ def check_shared(cfg):
 
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
-        number = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if number and f.name in POSITIVE and (isinstance(v, int) or f.name == "lr") and not v > 0:   # counts: ints
+        count = isinstance(v, int) and not isinstance(v, bool)
+        if (count and f.name in COUNTS or f.name in POSITIVE) and not v > 0:
             raise ConfigError(f"--{f.name} must be > 0, got {v}")
-        if number and f.name in NON_NEGATIVE and v < 0:
+        if f.name in NON_NEGATIVE and v < 0:
             raise ConfigError(f"--{f.name} must be >= 0, got {v}")
     if hasattr(cfg, "device"):
         pick_device(cfg.device)

@@ -17,6 +17,10 @@ class JsonlLogger:
         if not resume:
             open(path, "w").close()
 
+    def find(self, key: str, step: int | None = None) -> dict | None:
+        """The last logged row that has `key` (and the given step): e.g. a resumed run's last evaluation."""
+        return next((r for r in reversed(self.rows) if key in r and (step is None or r.get("step") == step)), None)
+
     @staticmethod
     def line(row: dict) -> str:
         return json.dumps(row) + "\n"

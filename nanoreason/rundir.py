@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from nanoreason import distributed
 from nanoreason.checkpoint import load_checkpoint, save_checkpoint
 from nanoreason.config import ConfigError
 from nanoreason.report import JsonlLogger, read_jsonl
@@ -63,7 +64,7 @@ def check_out_dir(path: str, flag: str = "--out_dir"):
 def finite_state(model, optimizer=None) -> str:
     """'' when every weight and optimizer tensor is finite and the model's output on a short probe sequence is too,
     else what is not (weights can be finite yet so large that every forward overflows)."""
-    model = getattr(model, "module", model)
+    model = distributed.unwrap(model)
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():
             return f"weight {name}"

@@ -83,8 +83,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     B, P = prompt.shape
     longest = max(len(p) for p in prompts)
     if longest >= model.cfg.block_size:
-        raise ConfigError(f"a prompt of {longest} tokens leaves no room to generate (block_size "
-                         f"{model.cfg.block_size}); use a model with a larger block_size")
+        raise ConfigError(f"the question is {longest} tokens; this model reads at most {model.cfg.block_size - 1} "
+                          f"(its block_size is {model.cfg.block_size}), so shorten it")
     max_new_tokens = min(max_new_tokens, model.cfg.block_size - longest)
     cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
     out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)
