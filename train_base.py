@@ -61,14 +61,14 @@ class BaseConfig:
     block_size: int = 160
     # optimisation
     batch_size: int = 16                  # blocks of block_size tokens per step
-    iters: int = 1100
+    iters: int = 1000
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_iters: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     # evaluation, logging
-    eval_interval: int = 300
+    eval_interval: int = 250
     eval_problems: int = 256              # held-out problems: zero-shot accuracy, format, reasoning, length
     val_docs: int = 500                   # held-out documents (made from held-out problems): perplexity
     max_new_tokens: int = 64
@@ -146,8 +146,8 @@ def train(cfg: BaseConfig) -> dict:
         vl = val_loss(model, val, cfg.block_size, device)
         stats = answer_stats(model, tok, test, max_new_tokens=cfg.max_new_tokens)
         tqdm.write(f"step {step}: held-out perplexity {math.exp(vl):.2f}; zero-shot accuracy {stats['accuracy']:.1%}, "
-                   f"format {stats['format_rate']:.1%}, reasoning {stats['reasoning_rate']:.1%}, "
-                   f"{stats['response_length']:.1f} tokens per answer")
+                   f"format {stats['format_rate']:.1%}, worked steps {stats['worked_rate']:.1%}, "
+                   f"reasoning {stats['reasoning_rate']:.1%}, {stats['response_length']:.1f} tokens per answer")
         row = dict(step=step, val_loss=vl, perplexity=math.exp(vl), **stats, wall=wall_before + time.time() - t0)
         log.log(**row)
         return row
@@ -177,17 +177,18 @@ def train(cfg: BaseConfig) -> dict:
     run.save(model, tok, optimizer, cfg.iters, config, extra={"wall_seconds": wall})
     plot_curves(os.path.join(cfg.out_dir, "base.png"), log.rows,
                 [("training loss (all tokens)", ["loss"], "log"), ("held-out perplexity", ["perplexity"]),
-                 ("zero-shot on held-out problems", ["accuracy", "format_rate", "reasoning_rate"])],
+                 ("zero-shot on held-out problems", ["accuracy", "format_rate", "worked_rate", "reasoning_rate"])],
                 title=f"base model: perplexity {final['perplexity']:.2f}, zero-shot accuracy {final['accuracy']:.1%}")
     first = next(r for r in log.rows if "perplexity" in r)
     summary = {"perplexity": final["perplexity"], "perplexity_before": first["perplexity"],
-               **{k: final[k] for k in ("accuracy", "format_rate", "reasoning_rate", "response_length")},
+               **{k: final[k] for k in ("accuracy", "format_rate", "worked_rate", "reasoning_rate", "response_length")},
                "eval_problems": len(test), "corpus_tokens": len(data), "corpus_docs": len(docs),
                "params": model.num_params(), "wall_seconds": round(wall, 1), "steps": cfg.iters,
                "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: held-out perplexity {final['perplexity']:.2f}; zero-shot accuracy {final['accuracy']:.1%}, format "
-          f"{final['format_rate']:.1%}, reasoning {final['reasoning_rate']:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
+          f"{final['format_rate']:.1%}, worked steps {final['worked_rate']:.1%}, reasoning "
+          f"{final['reasoning_rate']:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
     return summary
 
 

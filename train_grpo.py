@@ -45,7 +45,7 @@ from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import check_steps, make_problems
+from nanoreason.tasks import check_steps, make_problems, shows_work
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 ALGOS = ("grpo", "rloo", "reinforce")
@@ -188,7 +188,8 @@ def train(cfg: GRPOConfig) -> dict:
         ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, policy, optimizer)
         start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
         before = ck["extra"].get("before") or {"accuracy": ck["extra"]["accuracy_before"], "format_rate": float("nan"),
-                                                "reasoning_rate": float("nan"), "response_length": float("nan")}
+                                                "worked_rate": float("nan"), "reasoning_rate": float("nan"),
+                                                "response_length": float("nan")}
     log = run.start() if main else None                 # every check has passed: now the folder may change
     if main:
         print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
@@ -223,7 +224,8 @@ def train(cfg: GRPOConfig) -> dict:
             step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
             train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
             steps_per_answer=b.n_steps.mean().item(), sampled_length=b.completion_mask.sum(1).float().mean().item(),
-            reasoning=sum(any(check_steps(p, t)) for p, t in zip(problems, b.texts)) / len(problems),   # measured only
+            worked=sum(shows_work(t) for t in b.texts) / len(b.texts),                           # measured only
+            reasoning=sum(any(check_steps(p, t)) for p, t in zip(problems, b.texts)) / len(problems),
             **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
             temperature=temp, wall=wall_before + time.time() - t0))
         if not main:
@@ -241,13 +243,14 @@ def train(cfg: GRPOConfig) -> dict:
     wall = wall_before + time.time() - t0
     plot_curves(os.path.join(cfg.out_dir, f"{name}.png"), log.rows,
                 [("held-out / train accuracy", ["accuracy", "train_accuracy"]),
-                 ("answers that reason (a checked step)", ["reasoning", "reasoning_rate"]),
+                 ("answers with worked steps / a checked step",
+                  ["worked", "worked_rate", "reasoning", "reasoning_rate"]),
                  ("groups with no signal", ["zero_signal_groups"]),
                  ("answer length (tokens)", ["len_correct", "len_wrong"]), ("entropy", ["entropy"])],
                 title=f"{name}: held-out accuracy {before['accuracy']:.1%} -> {after['accuracy']:.1%}")
     summary = {"algo": name, "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
                "gain": after["accuracy"] - before["accuracy"],
-               **{f"{k}_{when}": s[k] for k in ("format_rate", "reasoning_rate", "response_length")
+               **{f"{k}_{when}": s[k] for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length")
                   for when, s in (("before", before), ("after", after))},
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
                "samples": cfg.iters * cfg.batch_size, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}

@@ -71,17 +71,19 @@ def main(cfg: ZeroConfig) -> dict:
     rows = read_jsonl(os.path.join(cfg.out_dir, "metrics.jsonl"))
     plot_curves(os.path.join(cfg.out_dir, "zero.png"), rows,
                 [("held-out accuracy", ["accuracy"], {"x": "samples"}),
-                 ("answers that reason first", ["reasoning_rate", "reasoning"], {"x": "samples"}),
+                 ("answers that show worked steps", ["worked_rate", "worked"], {"x": "samples"}),
+                 ("... with a step the oracle accepts", ["reasoning_rate", "reasoning"], {"x": "samples"}),
                  ("response length (tokens)", ["response_length", "sampled_length"], {"x": "samples"}),
                  ("format (one final #### line)", ["format_rate", "format"], {"x": "samples"})],
                 title=f"pure RL from a base: held-out accuracy {grpo['accuracy_before']:.1%} -> "
-                      f"{grpo['accuracy_after']:.1%}, reasoning {grpo['reasoning_rate_before']:.0%} -> "
-                      f"{grpo['reasoning_rate_after']:.0%}")
+                      f"{grpo['accuracy_after']:.1%}, worked steps {grpo['worked_rate_before']:.0%} -> "
+                      f"{grpo['worked_rate_after']:.0%}")
     summary = {**grpo, "stage": "zero", "base": cfg.init_from, "base_worked": base["config"].get("worked"),
                "base_answer_only": base["config"].get("answer_only"), "zero_config": vars(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: pure RL from {cfg.init_from}: accuracy {grpo['accuracy_before']:.1%} -> {grpo['accuracy_after']:.1%}, "
-          f"format {grpo['format_rate_before']:.1%} -> {grpo['format_rate_after']:.1%}, reasoning "
+          f"format {grpo['format_rate_before']:.1%} -> {grpo['format_rate_after']:.1%}, worked steps "
+          f"{grpo['worked_rate_before']:.1%} -> {grpo['worked_rate_after']:.1%}, reasoning "
           f"{grpo['reasoning_rate_before']:.1%} -> {grpo['reasoning_rate_after']:.1%}, response length "
           f"{grpo['response_length_before']:.1f} -> {grpo['response_length_after']:.1f} tokens -> {cfg.out_dir}/")
     return summary

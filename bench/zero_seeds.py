@@ -16,7 +16,7 @@ from nanoreason.config import parse_args, run_main, run_stage
 from nanoreason.report import write_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEYS = ("accuracy", "format_rate", "reasoning_rate", "response_length")
+KEYS = ("accuracy", "format_rate", "worked_rate", "reasoning_rate", "response_length")
 
 
 @dataclass
@@ -46,9 +46,11 @@ def main(c: ZeroSeedsConfig):
     for k in KEYS:
         fmt = ".1f" if k == "response_length" else pct
         lines.append(f"| {k.replace('_', ' ')} | {cell(k + '_before', fmt)} | {cell(k + '_after', fmt)} |")
-    lines += ["", "| seed | accuracy | reasoning rate | response length | wall |", "|---|---|---|---|---|"]
+    lines += ["", "| seed | accuracy | worked-step rate | reasoning rate | response length | wall |",
+              "|---|---|---|---|---|---|"]
     for s, r in runs.items():
-        lines.append(f"| {s} | {r['accuracy_before']:.1%} → {r['accuracy_after']:.1%} | {r['reasoning_rate_before']:.1%}"
+        lines.append(f"| {s} | {r['accuracy_before']:.1%} → {r['accuracy_after']:.1%} | "
+                     f"{r['worked_rate_before']:.1%} → {r['worked_rate_after']:.1%} | {r['reasoning_rate_before']:.1%}"
                      f" → {r['reasoning_rate_after']:.1%} | {r['response_length_before']:.1f} → "
                      f"{r['response_length_after']:.1f} | {r['wall_seconds']:.0f} s |")
     write_table(os.path.join(c.out_dir, "table.md"), lines)

@@ -7,7 +7,7 @@ from tqdm import tqdm
 from nanoreason.model import GPT
 from nanoreason.rewards import format_reward
 from nanoreason.sampling import generate
-from nanoreason.tasks import Problem, check_steps, extract_answer
+from nanoreason.tasks import Problem, check_steps, extract_answer, shows_work
 from nanoreason.tokenizer import Tokenizer
 
 
@@ -38,12 +38,14 @@ def accuracy(model: GPT, tok: Tokenizer, problems: list[Problem], **kw) -> tuple
 
 
 def completion_stats(tok: Tokenizer, problems: list[Problem], completions: list[str]) -> dict:
-    """What answers to `problems` look like: accuracy; format rate (they end in one `#### N` line); reasoning rate
-    (at least one calculation line before the answer that the step oracle accepts); mean response length in tokens
-    (with the end-of-text). What a base model does when shown a question, and what pure RL changes."""
+    """What answers to `problems` look like: accuracy; format rate (they end in one `#### N` line); worked-step rate
+    (at least one calculation line before the answer, right or wrong: `shows_work`); reasoning rate (at least one
+    calculation line the step oracle accepts); mean response length in tokens (with the end-of-text). What a base model
+    does when shown a question, and what pure RL changes."""
     n = max(len(problems), 1)
     return {"accuracy": sum(extract_answer(c) == p.answer for c, p in zip(completions, problems)) / n,
             "format_rate": sum(format_reward(c) for c in completions) / n,
+            "worked_rate": sum(shows_work(c) for c in completions) / n,
             "reasoning_rate": sum(any(check_steps(p, c)) for c, p in zip(completions, problems)) / n,
             "response_length": sum(len(tok.encode(c)) + 1 for c in completions) / n}
 
@@ -63,7 +65,8 @@ def evaluate_and_show(model: GPT, tok: Tokenizer, problems: list[Problem], step:
     more = ""
     if stats:
         s = completion_stats(tok, problems, completions)
-        more = (f"; format {s['format_rate']:.1%}, reasoning {s['reasoning_rate']:.1%}, "
+        more = (f"; format {s['format_rate']:.1%}, worked steps {s['worked_rate']:.1%}, "
+                f"reasoning {s['reasoning_rate']:.1%}, "
                 f"{s['response_length']:.1f} tokens per answer")
     tqdm.write(f"step {step}: held-out greedy accuracy {acc:.1%} on {len(problems)} problems{more}{shown}")
     return s if stats else acc

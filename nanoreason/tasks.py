@@ -164,6 +164,12 @@ def split_steps(completion: str) -> list[str]:
     return steps
 
 
+def shows_work(completion: str) -> bool:
+    """Whether `completion` writes worked steps: at least one calculation line (a calculator annotation `<<expr=r>>`)
+    before its final answer, right or wrong: the behaviour pure RL selects. `check_steps` says whether they hold."""
+    return any(_ANNOTATION.search(line) for line in split_steps(completion))
+
+
 def check_steps(problem: Problem, completion: str) -> list[bool]:
     """One verdict per step (see `split_steps`) of `completion` — the oracle process reward.
 

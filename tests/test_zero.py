@@ -46,6 +46,22 @@ def test_a_bad_mix_is_named(kw, message):
         corpus.CorpusMix(**kw)
 
 
+def test_worked_steps_are_a_form_and_reasoning_needs_the_oracle():
+    """A calculation line counts as worked steps right or wrong; the reasoning rate needs a step the oracle accepts."""
+    from nanoreason.evaluate import completion_stats
+    from nanoreason.tasks import Problem, Step, shows_work
+    p = Problem("Ella has 15 rocks. She loses 3 rocks. How many rocks does Ella have now?",
+                "15-3=<<15-3=12>>12\n#### 12", 12, (Step("15-3", (15, 3), "-", 12),))
+    right, wrong, bare, after = p.solution, "15-3=<<15-3=13>>13\n#### 13", "#### 12", "#### 12\n15-3=<<15-3=12>>12"
+    assert [shows_work(c) for c in (right, wrong, bare, after)] == [True, True, False, False]
+
+    class Tok:
+        def encode(self, text):
+            return list(text)
+    s = completion_stats(Tok(), [p] * 4, [right, wrong, bare, after])
+    assert (s["accuracy"], s["worked_rate"], s["reasoning_rate"]) == (0.75, 0.5, 0.25)
+
+
 def test_base_then_zero_then_sft_from_the_base(tmp_path, entry, sft_ckpt):
     base, zero = tmp_path / "base", tmp_path / "zero"
     r = entry("train_base.py", f"--out_dir={base}", *TINY_BASE)
@@ -54,7 +70,7 @@ def test_base_then_zero_then_sft_from_the_base(tmp_path, entry, sft_ckpt):
     rows = [json.loads(line) for line in open(base / "metrics.jsonl")]
     losses = [row["loss"] for row in rows if "loss" in row]
     assert losses[-1] < 0.8 * losses[0] and s["perplexity"] < s["perplexity_before"]
-    for k in ("accuracy", "format_rate", "reasoning_rate", "response_length"):
+    for k in ("accuracy", "format_rate", "worked_rate", "reasoning_rate", "response_length"):
         assert 0 <= s[k] and (k == "response_length" or s[k] <= 1)
     assert (base / "base.png").exists() and (base / "ckpt.pt").exists()
 
@@ -63,11 +79,11 @@ def test_base_then_zero_then_sft_from_the_base(tmp_path, entry, sft_ckpt):
               "--eval_interval=2")
     assert r.returncode == 0, r.stderr[-2000:]
     z = json.load(open(zero / "summary.json"))
-    for k in ("accuracy", "format_rate", "reasoning_rate", "response_length"):
+    for k in ("accuracy", "format_rate", "worked_rate", "reasoning_rate", "response_length"):
         assert f"{k}_before" in z and f"{k}_after" in z
     assert z["eval_problems"] == 16 and z["wall_seconds"] > 0 and (zero / "zero.png").exists()
     row = [json.loads(line) for line in open(zero / "metrics.jsonl")][1]
-    assert {"reward", "format", "reasoning", "sampled_length", "entropy"} <= set(row)
+    assert {"reward", "format", "worked", "reasoning", "sampled_length", "entropy"} <= set(row)
 
     r = entry("train_sft.py", f"--init_from={base}/ckpt.pt", f"--out_dir={tmp_path / 'sft'}", "--iters=2",
               "--eval_interval=2", "--eval_problems=16", "--max_new_tokens=24", "--min_steps=1", "--max_steps=1",
@@ -113,8 +129,8 @@ def test_seed_table_from_finished_runs_and_controls_need_a_zero_run(entry, tmp_p
         d = tmp_path / f"seed{seed}"
         d.mkdir()
         json.dump({"eval_problems": 256, "wall_seconds": 9.0, **{f"{k}_before": 0.1 for k in
-                   ("accuracy", "format_rate", "reasoning_rate", "response_length")},
-                   "accuracy_after": a, "format_rate_after": 1.0, "reasoning_rate_after": r,
+                   ("accuracy", "format_rate", "worked_rate", "reasoning_rate", "response_length")},
+                   "accuracy_after": a, "format_rate_after": 1.0, "worked_rate_after": 0.9, "reasoning_rate_after": r,
                    "response_length_after": 30.0}, open(d / "summary.json", "w"))
     r = entry("bench/zero_seeds.py", f"--out_dir={tmp_path}", "--seeds=0,1")
     assert r.returncode == 0, r.stderr[-2000:]
