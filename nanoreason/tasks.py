@@ -164,10 +164,14 @@ def split_steps(completion: str) -> list[str]:
     return steps
 
 
+_CALCULATION = re.compile(r"\d\s*[-+*/]\s*\d[^\n=]*=\s*-?\d")      # "15-3=12", "15-3=<<15-3=12>>12"
+
+
 def shows_work(completion: str) -> bool:
-    """Whether `completion` writes worked steps: at least one calculation line (a calculator annotation `<<expr=r>>`)
-    before its final answer, right or wrong: the behaviour pure RL selects. `check_steps` says whether they hold."""
-    return any(_ANNOTATION.search(line) for line in split_steps(completion))
+    """Whether `completion` writes worked steps: at least one calculation line (`15-3=12`, with or without the
+    calculator annotation `<<15-3=12>>`) before its final answer, right or wrong: the behaviour pure RL selects.
+    `check_steps` says whether the steps hold."""
+    return any(_CALCULATION.search(line) for line in split_steps(completion))
 
 
 def check_steps(problem: Problem, completion: str) -> list[bool]:

@@ -54,6 +54,7 @@ def test_worked_steps_are_a_form_and_reasoning_needs_the_oracle():
                 "15-3=<<15-3=12>>12\n#### 12", 12, (Step("15-3", (15, 3), "-", 12),))
     right, wrong, bare, after = p.solution, "15-3=<<15-3=13>>13\n#### 13", "#### 12", "#### 12\n15-3=<<15-3=12>>12"
     assert [shows_work(c) for c in (right, wrong, bare, after)] == [True, True, False, False]
+    assert shows_work("15-3=12\n#### 12") and not shows_work("Ella has 15 rocks = 15\n#### 15")
 
     class Tok:
         def encode(self, text):
