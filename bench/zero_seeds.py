@@ -7,7 +7,6 @@ kept, not re-run. The base is shared (pretrained once, with its defaults, if mis
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from dataclasses import dataclass
@@ -29,10 +28,8 @@ class ZeroSeedsConfig:
 def main(c: ZeroSeedsConfig):
     runs = {}
     for seed in [int(s) for s in c.seeds.split(",")]:
-        d = os.path.join(c.out_dir, f"seed{seed}")
-        path = os.path.join(d, "summary.json")
-        runs[seed] = json.load(open(path)) if os.path.isfile(path) else \
-            run_stage(f"{ROOT}/train_zero.py", init_from=c.init_from, out_dir=d, seed=seed)
+        runs[seed] = run_stage(f"{ROOT}/train_zero.py", reuse=True, init_from=c.init_from,
+                               out_dir=os.path.join(c.out_dir, f"seed{seed}"), seed=seed)
 
     def cell(key, fmt):
         xs = [r[key] for r in runs.values()]

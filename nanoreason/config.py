@@ -130,11 +130,15 @@ def to_flags(**settings) -> list[str]:
     return [f"--{k}={v}" for k, v in settings.items()]
 
 
-def run_stage(script: str, quiet: bool = False, **settings) -> dict:
+def run_stage(script: str, quiet: bool = False, reuse: bool = False, **settings) -> dict:
     """Run a stage exactly as from the shell (`python <script> --key=value ...`) and return the summary.json it wrote
     in `out_dir` ({} when no out_dir is given: a stage's default folder may hold an older run's summary).
+    `reuse`: a finished run (a summary.json in `out_dir`) is kept and its summary returned, not run again.
     The script's printed lines pass through (unless `quiet`); its tqdm bars do not. A failing stage raises a
     ConfigError with the stage's own last error line, so a caller stops with one line naming the stage."""
+    path = os.path.join(str(settings["out_dir"]), "summary.json") if "out_dir" in settings else ""
+    if reuse and path and os.path.isfile(path):
+        return json.load(open(path))
     cmd = [sys.executable, script, *to_flags(**settings)]
     with tempfile.TemporaryFile("w+") as err:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
@@ -148,5 +152,4 @@ def run_stage(script: str, quiet: bool = False, **settings) -> dict:
     if p.returncode != 0:
         why = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "no message")
         raise ConfigError(f"{os.path.basename(script)} failed (exit {p.returncode}): {why.removeprefix('error: ')}")
-    path = os.path.join(str(settings["out_dir"]), "summary.json") if "out_dir" in settings else ""
     return json.load(open(path)) if path and os.path.isfile(path) else {}   # never another run's summary

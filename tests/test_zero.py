@@ -139,3 +139,46 @@ def test_seed_table_from_finished_runs_and_controls_need_a_zero_run(entry, tmp_p
     assert "| accuracy | 10.0% ± 0.0% | 55.0% ± 7.1% |" in table and "| 1 | 10.0% → 60.0% |" in table
     r = entry("bench/zero_controls.py", f"--zero_dir={tmp_path}/nothing", f"--out_dir={tmp_path}/c")
     assert r.returncode == 2 and "run python train_zero.py first" in r.stderr
+
+
+def test_worked_sweep_table_from_finished_runs(entry, tmp_path):
+    for w, acc in (("0", 0.2), ("0.5", 0.6)):
+        for kind in ("base", "zero"):
+            (tmp_path / f"{kind}_{w}").mkdir()
+        json.dump({"perplexity": 1.9, "wall_seconds": 280.0}, open(tmp_path / f"base_{w}" / "summary.json", "w"))
+        json.dump({"eval_problems": 256, "wall_seconds": 290.0, "accuracy_before": 0.1, "accuracy_after": acc,
+                   **{f"{k}_{when}": 0.5 for k in ("worked_rate", "reasoning_rate", "response_length")
+                      for when in ("before", "after")}}, open(tmp_path / f"zero_{w}" / "summary.json", "w"))
+    r = entry("bench/zero_worked.py", f"--out_dir={tmp_path}", "--worked=0,0.5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = open(tmp_path / "table.md").read()
+    assert "| 0% | 1.90 | 10.0% → 20.0% |" in table and "| 50% | 1.90 | 10.0% → 60.0% |" in table
+
+
+def test_passk_of_two_models_rises_with_k(entry, tmp_path, sft_ckpt):
+    r = entry("bench/zero_passk.py", f"--out_dir={tmp_path}", f"--base={sft_ckpt}", f"--rl={sft_ckpt}",
+              "--problems=3", "--samples=4", "--max_new_tokens=16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.load(open(tmp_path / "summary.json"))
+    assert s["k"] == [1, 2, 4] and (tmp_path / "passk.png").exists()
+    for m in (s["base"], s["rl"]):
+        assert m["pass@1"] <= m["pass@2"] <= m["pass@4"] <= 1
+    r = entry("bench/zero_passk.py", f"--out_dir={tmp_path}", "--samples=6")
+    assert r.returncode == 2 and "samples must be a power of 2" in r.stderr
+
+
+def test_algorithms_table_evaluates_every_model_alike(entry, tmp_path, sft_ckpt):
+    """Finished runs are kept; every row (the base too) is evaluated here with the same greedy answers."""
+    zero = {"base": sft_ckpt, "samples": 128, "wall_seconds": 9.0, "checkpoint": sft_ckpt,
+            "zero_config": {"seed": 0, "eval_problems": 8, "max_new_tokens": 16, "rewards": "outcome=1,format=0.1",
+                            "temperature": 1.0}}
+    for d, s in (("zero", zero), ("c/expert_iteration", {"samples": 128, "wall_seconds": 7.0, "checkpoint": sft_ckpt}),
+                 ("c/ppo", {"samples": 128, "wall_seconds": 8.0, "checkpoint": sft_ckpt})):
+        (tmp_path / d).mkdir(parents=True)
+        json.dump(s, open(tmp_path / d / "summary.json", "w"))
+    r = entry("bench/zero_algorithms.py", f"--zero_dir={tmp_path}/zero", f"--out_dir={tmp_path}/c")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line for line in open(tmp_path / "c" / "table.md") if line.startswith("| ") and "samples" not in line]
+    assert [line.split(" | ")[0] for line in rows] == ["| the base", "| GRPO (`train_zero.py`)", "| expert iteration",
+                                                       "| PPO"]
+    assert len({tuple(line.split(" | ")[3:]) for line in rows}) == 1          # one model behind all 4 rows
