@@ -61,14 +61,14 @@ class BaseConfig:
     block_size: int = 160
     # optimisation
     batch_size: int = 16                  # blocks of block_size tokens per step
-    iters: int = 1000
+    iters: int = 1100
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_iters: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     # evaluation, logging
-    eval_interval: int = 250
+    eval_interval: int = 550
     eval_problems: int = 256              # held-out problems: zero-shot accuracy, format, reasoning, length
     val_docs: int = 500                   # held-out documents (made from held-out problems): perplexity
     max_new_tokens: int = 64
@@ -140,14 +140,19 @@ def train(cfg: BaseConfig) -> dict:
           f"{cfg.answer_only:.0%} answer only); model {model.num_params() / 1e6:.2f}M parameters; device {device}")
 
     def evaluate(step):
-        done = log.find("accuracy", step)
+        done = log.find("perplexity", step)
         if done:                                       # a resumed run that had already evaluated this step
             return done
         vl = val_loss(model, val, cfg.block_size, device)
-        stats = answer_stats(model, tok, test, max_new_tokens=cfg.max_new_tokens)
-        tqdm.write(f"step {step}: held-out perplexity {math.exp(vl):.2f}; zero-shot accuracy {stats['accuracy']:.1%}, "
-                   f"format {stats['format_rate']:.1%}, worked steps {stats['worked_rate']:.1%}, "
-                   f"reasoning {stats['reasoning_rate']:.1%}, {stats['response_length']:.1f} tokens per answer")
+        if step == 0:                                  # random weights: perplexity only, they answer nothing yet
+            tqdm.write(f"step 0: held-out perplexity {math.exp(vl):.2f}")
+            stats = {}
+        else:
+            stats = answer_stats(model, tok, test, max_new_tokens=cfg.max_new_tokens)
+            tqdm.write(f"step {step}: held-out perplexity {math.exp(vl):.2f}; zero-shot accuracy "
+                       f"{stats['accuracy']:.1%}, format {stats['format_rate']:.1%}, worked steps "
+                       f"{stats['worked_rate']:.1%}, reasoning {stats['reasoning_rate']:.1%}, "
+                       f"{stats['response_length']:.1f} tokens per answer")
         row = dict(step=step, val_loss=vl, perplexity=math.exp(vl), **stats, wall=wall_before + time.time() - t0)
         log.log(**row)
         return row

@@ -250,7 +250,7 @@ def train(cfg: GRPOConfig) -> dict:
                 title=f"{name}: held-out accuracy {before['accuracy']:.1%} -> {after['accuracy']:.1%}")
     summary = {"algo": name, "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
                "gain": after["accuracy"] - before["accuracy"],
-               **{f"{k}_{when}": s[k] for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length")
+               **{f"{k}_{when}": s.get(k, float("nan")) for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length")
                   for when, s in (("before", before), ("after", after))},
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
                "samples": cfg.iters * cfg.batch_size, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}

@@ -5,8 +5,10 @@ the same verifiable reward and the same number of sampled answers.
     python bench/zero_algorithms.py       # about 10 minutes; writes out/zero_algorithms/table.md
 
 Expert iteration keeps the sampled answers that are right and imitates them (train_expert_iteration.py); PPO learns a
-critic for its baseline (train_ppo.py); GRPO's baseline is the group mean. Every final model is evaluated here the
-same way (greedy answers to the held-out problems) so the columns compare. A finished run is kept, not re-run.
+critic for its baseline (train_ppo.py); GRPO's baseline is the group mean. Each keeps its own defaults otherwise
+(tuned for starting from SFT: PPO's KL penalty 0.02 and 2 epochs, expert iteration's lr 1e-4), and samples at pure
+RL's temperature. Every final model is evaluated here the same way (greedy answers to the held-out problems) so the
+columns compare. A finished run is kept, not re-run. One run each: an anecdote, not a ranking.
 """
 from __future__ import annotations
 
@@ -62,8 +64,9 @@ def main(c: ZeroAlgorithmsConfig):
              "", "| | samples | wall | accuracy | worked-step rate | reasoning rate | response length |",
              "|---|---|---|---|---|---|---|"]
     for name, st in stats.items():
-        s = runs.get(name, {"samples": "–", "wall_seconds": "–"})
-        lines.append(f"| {name} | {s['samples']} | {s['wall_seconds']} s | {st['accuracy']:.1%} | {st['worked_rate']:.1%} | "
+        s = runs.get(name)
+        n, wall = (s["samples"], f"{s['wall_seconds']:.0f} s") if s else ("–", "–")
+        lines.append(f"| {name} | {n} | {wall} | {st['accuracy']:.1%} | {st['worked_rate']:.1%} | "
                      f"{st['reasoning_rate']:.1%} | {st['response_length']:.1f} |")
     write_table(os.path.join(c.out_dir, "table.md"), lines)
 

@@ -26,8 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ZeroControlsConfig:
     out_dir: str = "out/zero_controls"
     zero_dir: str = "out/zero"            # the pure-RL run to compare with (and its base)
-    iters: int = 1500                     # the SFT schedule's length (twice this from scratch); the time limit
-                                          # usually stops it first
+    iters: int = 1500                     # the SFT schedule's length from the base; the time limit stops it first
 
 
 def main(c: ZeroControlsConfig):
@@ -36,7 +35,10 @@ def main(c: ZeroControlsConfig):
         raise ConfigError(f"{path}: no such file; run python train_zero.py first")
     zero = json.load(open(path))
     seconds = zero["wall_seconds"]
-    base_seconds = json.load(open(os.path.join(os.path.dirname(zero["base"]), "summary.json")))["wall_seconds"]
+    base_summary = os.path.join(os.path.dirname(zero["base"]), "summary.json")
+    if not os.path.isfile(base_summary):
+        raise ConfigError(f"{base_summary}: no such file; the base's pretraining time sets the from-scratch budget")
+    base_seconds = json.load(open(base_summary))["wall_seconds"]
     task, task_seed = task_of(load_checkpoint(zero["base"])["config"])       # pure RL's task and held-out set
     common = dict(eval_interval=10**6, eval_problems=zero["eval_problems"], **dataclasses.asdict(task), seed=task_seed)
     rows = {}
@@ -45,12 +47,14 @@ def main(c: ZeroControlsConfig):
         s = run_stage(f"{ROOT}/train_sft.py", reuse=True, init_from=zero["base"], out_dir=os.path.join(c.out_dir, d),
                       time_limit=seconds, iters=c.iters, **common, **flags)
         rows[arm] = (f"{base_seconds:.0f} + {s['wall_seconds']:.0f} s", s)
+    worked = rows["the base, then SFT on worked solutions"][1]        # its pace sets a schedule that fits the time
     s = run_stage(f"{ROOT}/train_sft.py", reuse=True, out_dir=os.path.join(c.out_dir, "scratch"),
-                  time_limit=base_seconds + seconds, iters=2 * c.iters, **common)
+                  time_limit=base_seconds + seconds,
+                  iters=int(worked["steps"] / worked["wall_seconds"] * (base_seconds + seconds)), **common)
     rows["no base: SFT on worked solutions from scratch"] = (f"{s['wall_seconds']:.0f} s", s)
     lines = [f"From the base `{zero['base']}` ({base_seconds:.0f} s of pretraining), at most {seconds:.0f} s each "
              f"(pure RL's wall time; an SFT arm whose schedule ends first stops there); SFT from scratch for both "
-             f"times together. Held-out greedy accuracy on {zero['eval_problems']} problems; one run each.", "",
+             f"times together, its schedule sized to fit. Held-out greedy accuracy on {zero['eval_problems']} problems; one run each.", "",
              "| run | reads worked solutions? | wall (pretraining + stage) | accuracy |", "|---|---|---|---|",
              f"| the base itself | – | {base_seconds:.0f} s | {zero['accuracy_before']:.1%} |",
              f"| the base, then pure RL (`train_zero.py`, outcome + format rewards) | no | "

@@ -35,7 +35,8 @@ class ZeroPassKConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check(self.samples & (self.samples - 1) == 0, f"samples must be a power of 2, got {self.samples}")
+        check(self.samples > 0 and self.samples & (self.samples - 1) == 0,
+              f"samples must be a power of 2, got {self.samples}")
 
 
 def curve(path: str, problems, c: ZeroPassKConfig, ks: list[int]) -> dict:

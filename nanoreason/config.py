@@ -133,12 +133,19 @@ def to_flags(**settings) -> list[str]:
 def run_stage(script: str, quiet: bool = False, reuse: bool = False, **settings) -> dict:
     """Run a stage exactly as from the shell (`python <script> --key=value ...`) and return the summary.json it wrote
     in `out_dir` ({} when no out_dir is given: a stage's default folder may hold an older run's summary).
-    `reuse`: a finished run (a summary.json in `out_dir`) is kept and its summary returned, not run again.
+    `reuse`: a finished run (a summary.json in `out_dir` whose config has these settings) is kept and its summary
+    returned, not run again; one made with other settings is one line, never silently reused.
     The script's printed lines pass through (unless `quiet`); its tqdm bars do not. A failing stage raises a
     ConfigError with the stage's own last error line, so a caller stops with one line naming the stage."""
     path = os.path.join(str(settings["out_dir"]), "summary.json") if "out_dir" in settings else ""
     if reuse and path and os.path.isfile(path):
-        return json.load(open(path))
+        done = json.load(open(path))
+        saved = done.get("config", {})
+        changed = [f"--{k}={saved[k]} (asked: {v})" for k, v in settings.items()
+                   if k in saved and saved[k] != v and k != "out_dir"]           # a copied run may sit elsewhere
+        if changed:
+            raise ConfigError(f"{path} was made with {', '.join(changed)}: move it away to run it again")
+        return done
     cmd = [sys.executable, script, *to_flags(**settings)]
     with tempfile.TemporaryFile("w+") as err:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,

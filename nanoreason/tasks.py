@@ -164,12 +164,13 @@ def split_steps(completion: str) -> list[str]:
     return steps
 
 
-_CALCULATION = re.compile(r"\d\s*[-+*/]\s*\d[^\n=]*=\s*-?\d")      # "15-3=12", "15-3=<<15-3=12>>12"
+_CALCULATION = re.compile(r"\d\s*[-+*/×−]\s*\$?\(?\d[\d\s+\-*/×−().,$]*=\s*\$?-?\d")   # "15-3=12", "15-3=<<15-3=12>>12"
 
 
 def shows_work(completion: str) -> bool:
     """Whether `completion` writes worked steps: at least one calculation line (`15-3=12`, with or without the
-    calculator annotation `<<15-3=12>>`) before its final answer, right or wrong: the behaviour pure RL selects.
+    calculator annotation `<<15-3=12>>`) before its final answer (anywhere, if it has none), right or wrong: the
+    behaviour pure RL selects.
     `check_steps` says whether the steps hold."""
     return any(_CALCULATION.search(line) for line in split_steps(completion))
 

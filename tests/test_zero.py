@@ -54,7 +54,8 @@ def test_worked_steps_are_a_form_and_reasoning_needs_the_oracle():
                 "15-3=<<15-3=12>>12\n#### 12", 12, (Step("15-3", (15, 3), "-", 12),))
     right, wrong, bare, after = p.solution, "15-3=<<15-3=13>>13\n#### 13", "#### 12", "#### 12\n15-3=<<15-3=12>>12"
     assert [shows_work(c) for c in (right, wrong, bare, after)] == [True, True, False, False]
-    assert shows_work("15-3=12\n#### 12") and not shows_work("Ella has 15 rocks = 15\n#### 15")
+    assert shows_work("15-3=12\n#### 12") and shows_work("$15 - $3 = $12\n#### 12")
+    assert not any(shows_work(t) for t in ("Ella has 15 rocks = 15\n#### 15", "Steps 1-2: total = 5\n#### 5"))
 
     class Tok:
         def encode(self, text):
@@ -182,3 +183,11 @@ def test_algorithms_table_evaluates_every_model_alike(entry, tmp_path, sft_ckpt)
     assert [line.split(" | ")[0] for line in rows] == ["| the base", "| GRPO (`train_zero.py`)", "| expert iteration",
                                                        "| PPO"]
     assert len({tuple(line.split(" | ")[3:]) for line in rows}) == 1          # one model behind all 4 rows
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
+    from nanoreason.config import run_stage
+    json.dump({"accuracy": 0.5, "config": {"worked": 0.3, "seed": 0}}, open(tmp_path / "summary.json", "w"))
+    assert run_stage("never_run.py", reuse=True, out_dir=str(tmp_path), worked=0.3, seed=0)["accuracy"] == 0.5
+    with pytest.raises(ConfigError, match=r"was made with --worked=0.3 \(asked: 0.5\): move it away"):
+        run_stage("never_run.py", reuse=True, out_dir=str(tmp_path), worked=0.5, seed=0)
