@@ -5,7 +5,9 @@ then pure RL (train_zero.py) from each.
                                                      # a fraction; writes out/zero_worked/table.md
     python bench/zero_worked.py --worked=0,0.5
 
-Each fraction W is `python train_base.py --worked=W --out_dir=out/zero_worked/base_W`, then `python train_zero.py
+Beside what RL did, the table shows what each base's samples offered it (`evaluate.sampled_work_stats`: 4 answers at
+temperature 1 to each of `sampled_problems` held-out problems): how many show worked steps, and how often those and the bare
+answers are right. Each fraction W is `python train_base.py --worked=W --out_dir=out/zero_worked/base_W`, then `python train_zero.py
 --init_from=out/zero_worked/base_W/ckpt.pt --out_dir=out/zero_worked/zero_W`; the rest of the corpus is the default
 mix (half the problems followed by only the final answer, the rest by nothing). The default fraction reuses
 out/base/ and out/zero/ (the same commands). A run whose summary.json exists is kept, not re-run.
@@ -15,9 +17,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import torch
+
+from nanoreason.checkpoint import load_model, task_of
 from nanoreason.config import parse_args, run_main, run_stage
 from nanoreason.corpus import CorpusMix
+from nanoreason.evaluate import sampled_work_stats
 from nanoreason.report import write_table
+from nanoreason.tasks import make_problems
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,6 +34,7 @@ class ZeroWorkedConfig:
     out_dir: str = "out/zero_worked"
     worked: str = "0,0.01,0.1,0.3,0.5"     # shares of the corpus's word problems shown with worked steps
     seed: int = 0
+    sampled_problems: int = 128            # held-out problems whose 4 sampled answers show what each base offers RL
 
 
 def main(c: ZeroWorkedConfig):
@@ -39,14 +47,21 @@ def main(c: ZeroWorkedConfig):
         base = run_stage(f"{ROOT}/train_base.py", reuse=True, out_dir=base_dir, worked=w, seed=c.seed)
         zero = run_stage(f"{ROOT}/train_zero.py", reuse=True, init_from=os.path.join(base_dir, "ckpt.pt"),
                          out_dir=zero_dir, seed=c.seed)
-        rows.append((w, base, zero))
+        model, tok, ckpt = load_model(os.path.join(base_dir, "ckpt.pt"))
+        task, task_seed = task_of(ckpt["config"])
+        torch.manual_seed(c.seed)
+        offered = sampled_work_stats(model, tok, make_problems(c.sampled_problems, "test", task_seed, task))
+        rows.append((w, base, zero, offered))
     lines = [f"Bases pretrained with a share of their word problems shown with worked steps (`train_base.py "
              f"--worked=W`, seed {c.seed}), then pure RL from each (`train_zero.py`, defaults). Held-out greedy "
-             f"answers to {rows[0][2]['eval_problems']} problems; one run per row.", "",
-             "| worked in corpus | base perplexity | accuracy | worked-step rate | reasoning rate | response length "
-             "| wall (base + RL) |", "|---|---|---|---|---|---|---|"]
-    for w, base, z in rows:
-        lines.append(f"| {w:.0%} | {base['perplexity']:.2f} | {z['accuracy_before']:.1%} → {z['accuracy_after']:.1%} "
+             f"answers to {rows[0][2]['eval_problems']} problems; one run per row. The base's samples: 4 answers at "
+             f"temperature 1 to {c.sampled_problems} held-out problems.", "",
+             "| worked in corpus | base's samples: worked | right if worked | right if bare | accuracy | "
+             "worked-step rate | reasoning rate | response length | wall (base + RL) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for w, base, z, o in rows:
+        lines.append(f"| {w:.0%} | {o['sampled_worked']:.1%} | {o['worked_right']:.1%} | {o['bare_right']:.1%} | "
+                     f"{z['accuracy_before']:.1%} → {z['accuracy_after']:.1%} "
                      f"| {z['worked_rate_before']:.1%} → {z['worked_rate_after']:.1%} | {z['reasoning_rate_before']:.1%}"
                      f" → {z['reasoning_rate_after']:.1%} | {z['response_length_before']:.1f} → "
                      f"{z['response_length_after']:.1f} | {base['wall_seconds']:.0f} + {z['wall_seconds']:.0f} s |")

@@ -56,6 +56,20 @@ def answer_stats(model: GPT, tok: Tokenizer, problems: list[Problem], **kw) -> d
     return completion_stats(tok, problems, solve(model, tok, [p.question for p in problems], **kw))
 
 
+@torch.no_grad()
+def sampled_work_stats(model: GPT, tok: Tokenizer, problems: list[Problem], k: int = 4, temperature: float = 1.0,
+                       max_new_tokens: int = 64) -> dict:
+    """What a model's *samples* offer RL to select: the share of k sampled answers per problem that show worked steps
+    (`shows_work`), and how often those and the rest are right. Pure RL can select worked steps only if they pay."""
+    texts = solve(model, tok, [p.question for p in problems for _ in range(k)], max_new_tokens=max_new_tokens,
+                  greedy=False, temperature=temperature)
+    pairs = [(shows_work(t), extract_answer(t) == p.answer) for p, t in zip([p for p in problems for _ in range(k)],
+                                                                            texts)]
+    worked, bare = [r for w, r in pairs if w], [r for w, r in pairs if not w]
+    return {"sampled_worked": len(worked) / len(pairs), "worked_right": sum(worked) / max(1, len(worked)),
+            "bare_right": sum(bare) / max(1, len(bare))}
+
+
 def evaluate_and_show(model: GPT, tok: Tokenizer, problems: list[Problem], step: int, show: int = 2,
                       stats: bool = False, **kw) -> float | dict:
     """Held-out accuracy, printed above the progress bar with the first `show` questions and their completions.

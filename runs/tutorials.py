@@ -42,7 +42,7 @@ def run(path: str, timeout: int) -> float:
         raise ConfigError(f"{path}: a cell failed: {errors[0].get('ename')}: {errors[0].get('evalue')}")
     first = nb.cells[0]
     stamp = (f"\n*Run time on a 2-core CPU: {int(seconds // 60)} min {int(seconds % 60):02d} s at these settings, from "
-             f"`python runs/tutorials.py` (it reuses `out/sft/` and `out/ppo/` when they exist).*\n")
+             f"`python runs/tutorials.py` (it reuses what earlier runs left in `out/`).*\n")
     first.source = STAMP.sub("", first.source).rstrip("\n") + "\n" + stamp
     nbformat.write(nb, path)
     return seconds

@@ -142,18 +142,22 @@ def test_seed_table_from_finished_runs_and_controls_need_a_zero_run(entry, tmp_p
     assert r.returncode == 2 and "run python train_zero.py first" in r.stderr
 
 
-def test_worked_sweep_table_from_finished_runs(entry, tmp_path):
+def test_worked_sweep_table_from_finished_runs(entry, tmp_path, sft_ckpt):
+    import shutil
     for w, acc in (("0", 0.2), ("0.5", 0.6)):
         for kind in ("base", "zero"):
             (tmp_path / f"{kind}_{w}").mkdir()
+        shutil.copy(sft_ckpt, tmp_path / f"base_{w}" / "ckpt.pt")          # what the base's samples offer RL
         json.dump({"perplexity": 1.9, "wall_seconds": 280.0}, open(tmp_path / f"base_{w}" / "summary.json", "w"))
         json.dump({"eval_problems": 256, "wall_seconds": 290.0, "accuracy_before": 0.1, "accuracy_after": acc,
                    **{f"{k}_{when}": 0.5 for k in ("worked_rate", "reasoning_rate", "response_length")
                       for when in ("before", "after")}}, open(tmp_path / f"zero_{w}" / "summary.json", "w"))
-    r = entry("bench/zero_worked.py", f"--out_dir={tmp_path}", "--worked=0,0.5")
+    r = entry("bench/zero_worked.py", f"--out_dir={tmp_path}", "--worked=0,0.5", "--sampled_problems=8")
     assert r.returncode == 0, r.stderr[-2000:]
     table = open(tmp_path / "table.md").read()
-    assert "| 0% | 1.90 | 10.0% → 20.0% |" in table and "| 50% | 1.90 | 10.0% → 60.0% |" in table
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| 0%") or line.startswith("| 50%")]
+    assert [(r[0], r[4]) for r in rows] == [("| 0%", "10.0% → 20.0%"), ("| 50%", "10.0% → 60.0%")]
+    assert all(0 <= float(x.rstrip("%")) <= 100 for r in rows for x in r[1:4])
 
 
 def test_passk_of_two_models_rises_with_k(entry, tmp_path, sft_ckpt):
@@ -164,6 +168,7 @@ def test_passk_of_two_models_rises_with_k(entry, tmp_path, sft_ckpt):
     assert s["k"] == [1, 2, 4] and (tmp_path / "passk.png").exists()
     for m in (s["base"], s["rl"]):
         assert m["pass@1"] <= m["pass@2"] <= m["pass@4"] <= 1
+        assert all(m[f"checked pass@{k}"] <= m[f"pass@{k}"] for k in (1, 2, 4))
     r = entry("bench/zero_passk.py", f"--out_dir={tmp_path}", "--samples=6")
     assert r.returncode == 2 and "samples must be a power of 2" in r.stderr
 
