@@ -110,6 +110,14 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
     assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last", "oracle PRM-min"}
     assert e["table"]["rerank@4 oracle PRM-min"] <= e["table"]["pass@4"] + 1e-9
+    # what the learned scores follow (bench/rm_diagnosis.py), beside scorers that know nothing
+    r = run("bench/rm_diagnosis.py", f"--ckpt={sft_ckpt}", f"--orm_ckpt={tmp_path}/orm/ckpt.pt", "--k=4",
+            f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt", "--eval_problems=8", "--max_new_tokens=16",
+            f"--out_dir={tmp_path}/diag")
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.load(open(tmp_path / "diag" / "summary.json"))["verifiers"]
+    assert {"ORM", "PRM-min", "oracle PRM-min", "random per sample", "random per distinct text"} <= set(d)
+    assert all(not 0 > v["within_auc"] and not v["within_auc"] > 1 and -1 <= v["rho_length"] <= 1 for v in d.values())
     # PPO paid by the learned PRM (and refusing an ORM there)
     ppo = ["train_ppo.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}/ppo", "--iters=1", "--batch_size=4",
            "--minibatch_size=4", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1"]
@@ -186,3 +194,11 @@ def test_reward_hacking_bench_runs_and_tabulates(sft_ckpt, tmp_path):
         main(parse_args(HackConfig, ["--shapings=none,square"]))
     with pytest.raises(ConfigError, match="algo must be ppo or grpo, got 'dpo'"):
         main(parse_args(HackConfig, ["--algo=dpo"]))
+
+
+def test_rank_statistics_by_hand():
+    from bench.rm_diagnosis import auc, ranks, spearman, within_auc
+    assert ranks([5, 5, 1]) == [1.5, 1.5, 0.0]
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1) and spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1)
+    assert auc([3], [1, 3]) == 0.75                      # one win, one tie
+    assert within_auc([[0.9, 0.1, 0.5], [0.2, 0.2]], [[True, False, False], [True, True]]) == 1.0   # all-right skipped
