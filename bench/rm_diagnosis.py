@@ -9,7 +9,7 @@ For k sampled answers per held-out problem it measures, for each verifier:
   - what else the score follows: rank correlation with the answer's length in tokens and its number of steps;
   - best-of-k with the verifier against three scorers that know nothing: a fresh random number per sample, a random
     number per distinct text (a text-keyed scorer: equal texts get equal scores, like any verifier), and the
-    shortest answer.
+    shortest answer; and the verifier-weighted vote (`search.weighted_vote`), which sums scores over equal answers.
 A verifier that knows nothing but is keyed on the text picks uniformly among the *distinct* answers of a group; the
 right answers of a problem are a few repeated texts and the wrong ones are many different texts, so that pick lands
 below the share of right samples.
@@ -101,7 +101,7 @@ def main(c: RMDiagnosisConfig):
               "oracle PRM-min": group([rm.reduce_steps(rm.oracle_labels(p, t), "min") for p, t in zip(reps, texts)]),
               "random per sample": group([rng.random() for _ in texts]),
               "random per distinct text": group([zlib.crc32(f"{c.seed}:{t}".encode()) / 2 ** 32 for t in texts]),
-              "shortest answer": group([-len(tok.encode(t)) for t in texts])}
+              "shortest answer": group([1 / (1 + len(tok.encode(t))) for t in texts])}     # > 0, for the vote
     length = [len(tok.encode(t)) for t in texts]
     n_steps = [len(split_steps(t)) for t in texts]
     flat_right = [float(r) for rr in right for r in rr]
@@ -114,7 +114,8 @@ def main(c: RMDiagnosisConfig):
         rows[name] = {"within_auc": within_auc(sc, right), "pooled_auc": auc(
             [s for s, r in zip(flat, flat_right) if r], [s for s, r in zip(flat, flat_right) if not r]),
             "rho_length": spearman(flat, length), "rho_steps": spearman(flat, n_steps),
-            f"best_of_{c.k}": best_of_n(test, answers, sc, c.k)}
+            f"best_of_{c.k}": best_of_n(test, answers, sc, c.k),
+            f"weighted_vote_{c.k}": best_of_n(test, answers, sc, c.k, weighted=True)}
     summary = {"share_right": share_right, "share_right_among_distinct_texts": sum(distinct) / len(distinct),
                "rho_right_length": spearman(flat_right, length), "verifiers": rows, "config": vars(c)}
     os.makedirs(c.out_dir, exist_ok=True)
@@ -123,10 +124,11 @@ def main(c: RMDiagnosisConfig):
              f"one run. Right answers: {share_right:.1%} of samples, {summary['share_right_among_distinct_texts']:.1%} "
              f"of the distinct texts of a problem; rank correlation of being right with length: "
              f"{summary['rho_right_length']:+.2f}.", "",
-             f"| scorer | AUC within a problem | AUC pooled | ρ with length | ρ with steps | best-of-{c.k} |",
-             "|---|---|---|---|---|---|"]
+             f"| scorer | AUC within a problem | AUC pooled | ρ with length | ρ with steps | best-of-{c.k} | "
+             f"weighted vote of {c.k} |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['within_auc']:.2f} | {r['pooled_auc']:.2f} | {r['rho_length']:+.2f} | "
-              f"{r['rho_steps']:+.2f} | {r[f'best_of_{c.k}']:.1%} |" for name, r in rows.items()]
+              f"{r['rho_steps']:+.2f} | {r[f'best_of_{c.k}']:.1%} | {r[f'weighted_vote_{c.k}']:.1%} |"
+              for name, r in rows.items()]
     write_table(os.path.join(c.out_dir, "table.md"), lines)
 
 

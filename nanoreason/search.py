@@ -55,14 +55,27 @@ def sample_metrics(problems, answers: list[list], k: int) -> dict:
     return {f"maj@{k}": maj, f"pass@{k}": pk}
 
 
-def pick(answers: list, scores: list[float] | None = None):
-    """Majority vote (no scores) or the answer of the highest-scoring sample (rerank / best-of-N)."""
+def weighted_vote(answers: list, scores: list[float]):
+    """Verifier-weighted majority vote (Uesato et al. 2022; Li et al. 2023): the answer whose samples' scores sum
+    highest, argmax_a sum_{i: a_i = a} s_i. Unlike best-of-N it keeps the vote's count of repeated answers."""
+    totals = {}
+    for a, s in zip(answers, scores):
+        if a is not None:
+            totals[a] = totals.get(a, 0.0) + s
+    return max(totals, key=totals.get) if totals else None
+
+
+def pick(answers: list, scores: list[float] | None = None, weighted: bool = False):
+    """Majority vote (no scores), the answer of the highest-scoring sample (rerank / best-of-N), or with `weighted`
+    the verifier-weighted vote."""
     if scores is None:
         return majority_answer(answers)
+    if weighted:
+        return weighted_vote(answers, scores)
     return answers[max(range(len(answers)), key=lambda i: scores[i])]
 
 
-def best_of_n(problems, answers: list[list], scores: list[list[float]] | None, n: int) -> float:
+def best_of_n(problems, answers: list[list], scores: list[list[float]] | None, n: int, weighted: bool = False) -> float:
     """Accuracy of picking one answer among n samples, averaged over the k // n disjoint groups of n that each
     problem's k samples hold (a lower-variance estimate than one group). scores None: majority vote."""
     k = len(answers[0])
@@ -72,7 +85,7 @@ def best_of_n(problems, answers: list[list], scores: list[list[float]] | None, n
     for i, p in enumerate(problems):
         for g in range(0, k - n + 1, n):
             sc = scores[i][g:g + n] if scores is not None else None
-            hits.append(pick(answers[i][g:g + n], sc) == p.answer)
+            hits.append(pick(answers[i][g:g + n], sc, weighted) == p.answer)
     return sum(hits) / len(hits)
 
 

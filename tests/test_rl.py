@@ -231,3 +231,10 @@ def test_gradient_accumulation_equals_one_big_batch(mode):
     naive = sum(torch.autograd.grad(rl.agg_loss(loss_of(p), mask[p], mode, max_len=10) / len(parts), w)[0]
                 for p in parts)
     assert not torch.allclose(naive, big, rtol=1e-3)          # uneven parts: every mode's naive average is wrong
+
+
+def test_weighted_vote_keeps_the_count_best_of_n_drops():
+    from nanoreason.search import pick, weighted_vote
+    answers, scores = [3, 3, 5, None], [0.4, 0.4, 0.7, 0.9]
+    assert weighted_vote(answers, scores) == 3 and pick(answers, scores) is None and pick(answers, scores[:3] + [0]) == 5
+    assert pick(answers, scores, weighted=True) == 3 and weighted_vote([None], [1.0]) is None
