@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 
 from nanoreason.config import parse_args, run_main, run_stage
-from nanoreason.report import write_table
+from nanoreason.report import before_after, write_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("accuracy", "format_rate", "worked_rate", "reasoning_rate", "response_length")
@@ -46,10 +46,7 @@ def main(c: ZeroSeedsConfig):
     lines += ["", "| seed | accuracy | worked-step rate | reasoning rate | response length | wall |",
               "|---|---|---|---|---|---|"]
     for s, r in runs.items():
-        lines.append(f"| {s} | {r['accuracy_before']:.1%} → {r['accuracy_after']:.1%} | "
-                     f"{r['worked_rate_before']:.1%} → {r['worked_rate_after']:.1%} | {r['reasoning_rate_before']:.1%}"
-                     f" → {r['reasoning_rate_after']:.1%} | {r['response_length_before']:.1f} → "
-                     f"{r['response_length_after']:.1f} | {r['wall_seconds']:.0f} s |")
+        lines.append(f"| {s} | {before_after(r)} | {r['wall_seconds']:.0f} s |")
     write_table(os.path.join(c.out_dir, "table.md"), lines)
 
 

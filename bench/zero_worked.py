@@ -23,7 +23,7 @@ from nanoreason.checkpoint import load_model, task_of
 from nanoreason.config import parse_args, run_main, run_stage
 from nanoreason.corpus import CorpusMix
 from nanoreason.evaluate import sampled_work_stats
-from nanoreason.report import write_table
+from nanoreason.report import before_after, write_table
 from nanoreason.tasks import make_problems
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,10 +61,7 @@ def main(c: ZeroWorkedConfig):
              "|---|---|---|---|---|---|---|---|---|"]
     for w, base, z, o in rows:
         lines.append(f"| {w:.0%} | {o['sampled_worked']:.1%} | {o['worked_right']:.1%} | {o['bare_right']:.1%} | "
-                     f"{z['accuracy_before']:.1%} → {z['accuracy_after']:.1%} "
-                     f"| {z['worked_rate_before']:.1%} → {z['worked_rate_after']:.1%} | {z['reasoning_rate_before']:.1%}"
-                     f" → {z['reasoning_rate_after']:.1%} | {z['response_length_before']:.1f} → "
-                     f"{z['response_length_after']:.1f} | {base['wall_seconds']:.0f} + {z['wall_seconds']:.0f} s |")
+                     f"{before_after(z)} | {base['wall_seconds']:.0f} + {z['wall_seconds']:.0f} s |")
     write_table(os.path.join(c.out_dir, "table.md"), lines)
 
 

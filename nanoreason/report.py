@@ -53,6 +53,16 @@ def write_table(path: str, lines: list[str]) -> str:
     return text
 
 
+ANSWER_STATS = ("accuracy", "worked_rate", "reasoning_rate", "response_length")   # what pure RL changes
+
+
+def before_after(summary: dict, keys=ANSWER_STATS) -> str:
+    """Table cells "before → after" for each of `keys` from a stage summary's `<key>_before`/`<key>_after`
+    (rates as percentages, the response length in tokens), joined by " | "."""
+    fmt = lambda k, v: f"{v:.1f}" if k == "response_length" else f"{v:.1%}"  # noqa: E731
+    return " | ".join(f"{fmt(k, summary[k + '_before'])} → {fmt(k, summary[k + '_after'])}" for k in keys)
+
+
 def write_summary(path: str, summary: dict):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
