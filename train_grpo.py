@@ -187,9 +187,7 @@ def train(cfg: GRPOConfig) -> dict:
     if cfg.resume:                                     # the same stage with the same settings, or one line
         ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, policy, optimizer)
         start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
-        before = ck["extra"].get("before") or {"accuracy": ck["extra"]["accuracy_before"], "format_rate": float("nan"),
-                                                "worked_rate": float("nan"), "reasoning_rate": float("nan"),
-                                                "response_length": float("nan")}
+        before = ck["extra"].get("before") or {"accuracy": ck["extra"]["accuracy_before"]}   # an older checkpoint
     log = run.start() if main else None                 # every check has passed: now the folder may change
     if main:
         print(f"{name}: policy {policy.num_params() / 1e6:.2f}M params; {cfg.prompts_per_iter} prompts x "
@@ -250,7 +248,8 @@ def train(cfg: GRPOConfig) -> dict:
                 title=f"{name}: held-out accuracy {before['accuracy']:.1%} -> {after['accuracy']:.1%}")
     summary = {"algo": name, "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
                "gain": after["accuracy"] - before["accuracy"],
-               **{f"{k}_{when}": s.get(k, float("nan")) for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length")
+               **{f"{k}_{when}": s.get(k, float("nan"))            # nan: not measured by an older checkpoint
+                  for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length")
                   for when, s in (("before", before), ("after", after))},
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
                "samples": cfg.iters * cfg.batch_size, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
