@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import os
 import time
+from itertools import islice
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems
+from nanoreason.tasks import make_problems, stream
 from nanoreason.training import DTYPES, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -40,9 +41,11 @@ class ORMConfig:
     group_size: int = 4                   # sampled answers per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
-    epochs: int = 2
+    references: int = 4096                # + reference solutions of other training problems: free, exact positives
+    readout: str = "likelihood"           # likelihood: the verifier's probability of the text; head: reward_head
+    epochs: int = 5
     batch_size: int = 32
-    lr: float = 1e-4
+    lr: float = 1e-3
     eval_problems: int = 128              # held-out problems, group_size answers each
     device: str = "auto"
     dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
@@ -50,6 +53,8 @@ class ORMConfig:
 
     def __post_init__(self):
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        check(self.readout in rm.READOUTS, f"unknown readout {self.readout!r}; choose from {', '.join(rm.READOUTS)}")
+        check(self.references >= 0, f"references must be >= 0, got {self.references}")
         check(self.problems > 0 and self.group_size > 0 and self.epochs > 0 and self.eval_problems > 0,
               "problems, group_size, epochs and eval_problems must be > 0")
         check(self.lr > 0 and self.temperature > 0, "lr and temperature must be > 0")
@@ -69,12 +74,14 @@ def train(cfg: ORMConfig) -> dict:
     examples = distributed.all_gather([(p, t, [float(c)]) for p, t, c in zip(reps, texts, correct)])   # all ranks'
     right = sum(y[0] for _, _, y in examples)
     if main:
-        print(f"{len(examples)} sampled answers, {right / len(examples):.1%} right")
+        print(f"{len(examples)} sampled answers, {right / len(examples):.1%} right; + {cfg.references} reference solutions")
+    examples += rm.reference_examples(list(islice(stream("train", cfg.seed + 2, task), cfg.references)), "orm")
     # ---- train a copy of the policy as the ORM
     model = copy.deepcopy(policy)
     model.activation_checkpointing = cfg.activation_checkpointing
     log = run.start() if main else None           # every check has passed: now the folder may change
-    losses = rm.fit(model, tok, examples, "orm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed, cfg.dtype)
+    losses = rm.fit(model, tok, examples, "orm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed, cfg.dtype,
+                    cfg.readout)
     distributed.cleanup()
     if not main:
         return {}
@@ -85,7 +92,7 @@ def train(cfg: ORMConfig) -> dict:
     acc = rm.outcome_accuracy(model, tok, t_reps, t_texts, t_correct)
     base = rm.majority_baseline(t_correct)
     run.save(model, tok, None, len(losses), stage_config(task, task_seed, cfg), kind="reward_model",
-             extra={"rm": "orm", "policy": cfg.init_from})
+             extra={"rm": "orm", "readout": cfg.readout, "policy": cfg.init_from})
     plot_curves(os.path.join(cfg.out_dir, "orm.png"), log.rows, [("ORM loss (binary cross-entropy)", ["loss"])],
                 title=f"ORM: held-out verdict accuracy {acc:.1%} (majority guess {base:.1%})")
     summary = {"verdict_accuracy": acc, "majority_baseline": base, "eval_answers": len(t_texts),

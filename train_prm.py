@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import os
 import time
+from itertools import islice
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems
+from nanoreason.tasks import make_problems, stream
 from nanoreason.training import DTYPES, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -45,9 +46,11 @@ class PRMConfig:
     group_size: int = 4                   # sampled answers per problem
     temperature: float = 1.0
     max_new_tokens: int = 64
-    epochs: int = 2
+    references: int = 4096                # + reference solutions of other training problems: free, exact positives
+    readout: str = "likelihood"           # likelihood: the verifier's probability of the text; head: reward_head
+    epochs: int = 5
     batch_size: int = 32
-    lr: float = 1e-4
+    lr: float = 1e-3
     eval_problems: int = 128              # held-out problems, group_size answers each
     device: str = "auto"
     dtype: str = "float32"                # bfloat16: autocast for the training forwards (weights, Adam stay fp32)
@@ -55,6 +58,8 @@ class PRMConfig:
 
     def __post_init__(self):
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        check(self.readout in rm.READOUTS, f"unknown readout {self.readout!r}; choose from {', '.join(rm.READOUTS)}")
+        check(self.references >= 0, f"references must be >= 0, got {self.references}")
         check(self.labels in rm.LABELS, f"unknown labels {self.labels!r}; choose from {', '.join(rm.LABELS)}")
         check(self.mc_n >= 1, f"mc_n must be >= 1, got {self.mc_n}")
         check(self.problems > 0 and self.group_size > 0 and self.epochs > 0 and self.eval_problems > 0,
@@ -97,13 +102,16 @@ def train(cfg: PRMConfig) -> dict:
                     print(f"Monte-Carlo hard labels from {n} rollouts agree with the oracle on {agreement[n]:.1%} of steps")
                 n *= 2
         examples = [(p, t, y) for p, t, y in zip(reps, texts, labels) if y]
+    examples += rm.reference_examples(list(islice(stream("train", cfg.seed + 2, task), cfg.references)), "prm")
     pos = [y for _, _, ys in examples for y in ys]
     if main:
-        print(f"{len(examples)} labelled answers, {len(pos)} steps, mean label {sum(pos) / max(1, len(pos)):.2f}")
+        print(f"{len(examples)} labelled answers (with {cfg.references} reference solutions), {len(pos)} steps, "
+              f"mean label {sum(pos) / max(1, len(pos)):.2f}")
     # ---- train a copy of the policy as the PRM
     model = copy.deepcopy(policy)
     model.activation_checkpointing = cfg.activation_checkpointing
-    losses = rm.fit(model, tok, examples, "prm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed, cfg.dtype)
+    losses = rm.fit(model, tok, examples, "prm", cfg.epochs, cfg.batch_size, cfg.lr, log, cfg.seed, cfg.dtype,
+                    cfg.readout)
     distributed.cleanup()
     if not main:
         return {}
@@ -114,7 +122,8 @@ def train(cfg: PRMConfig) -> dict:
     oracle_test = [y for p, t in zip(t_reps, t_texts) for y in rm.oracle_labels(p, t)]
     base = rm.majority_baseline(oracle_test)
     run.save(model, tok, None, len(losses), stage_config(task, task_seed, cfg), kind="reward_model",
-             extra={"rm": "prm", "labels": cfg.labels, "policy": cfg.init_from})
+             extra={"rm": "prm", "labels": cfg.labels, "readout": cfg.readout,
+                    "policy": cfg.init_from})
     panels = [("PRM loss (binary cross-entropy)", ["loss"])]
     if agreement:
         panels.append(("MC hard labels = oracle (fraction of steps)", ["agreement"], {"x": "mc_n"}))

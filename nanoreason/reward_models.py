@@ -1,9 +1,17 @@
-"""Outcome and process reward models: our GPT with its `reward_head`, trained on the policy's own samples.
+"""Outcome and process reward models: our GPT, trained on the policy's own samples to judge answers and steps.
 
-    ORM (Cobbe et al. 2021)   one label per answer (is the final answer right?), trained on every completion token
-                              (a value-like target), read at the last token.
-    PRM (Lightman et al. 2023; Uesato et al. 2022)   one label per step, on the token that ends the step's line
-                              (`rewards.step_end_tokens`, the same place PPO's step rewards land), read there.
+    ORM (Cobbe et al. 2021)   one label per answer: is the final answer right?
+    PRM (Lightman et al. 2023; Uesato et al. 2022)   one label per step (a line of the answer).
+
+How a label is read from the network (`readout`):
+    likelihood  (default) the verifier's probability of the span's own tokens, s = prod_t p(x_t | x_<t) over the
+                answer (ORM) or over one step's line (PRM): "would I have written this?" Trained with binary
+                cross-entropy on s: y = 1 is next-token training on the span, y = 0 pushes the span's probability
+                down (unlikelihood, Welleck et al. 2019); verification as next-token prediction (Zhang et al. 2024).
+    head        the `reward_head` on the last hidden state: the ORM on every completion token (a value-like target)
+                read at the last one; the PRM on the token that ends each step's line (`rewards.step_end_tokens`).
+                A tiny network does not re-check a step's arithmetic at the end of its line, so this read-out stays
+                near chance here (docs/reward_models.md); it is kept for the comparison.
 
 Where the PRM's step labels come from (`labels`):
     oracle      `check_steps`: exact step truth, which our task has and real data does not
@@ -29,7 +37,7 @@ from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text, solve
 from nanoreason.model import GPT
-from nanoreason.rl import masked_mean
+from nanoreason.rl import masked_mean, token_logprobs
 from nanoreason.rewards import step_end_tokens
 from nanoreason.rollouts import collect
 from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps
@@ -38,6 +46,7 @@ from nanoreason.training import minibatch_epochs
 
 LABELS = ("oracle", "mc_hard", "mc_soft", "perturbed")
 STEP_REDUCTIONS = ("min", "prod", "last")
+READOUTS = ("likelihood", "head")
 
 # An example: (problem, completion text, labels). ORM: labels = [outcome]. PRM: one label per step of the text.
 
@@ -77,21 +86,73 @@ def batch(tok: Tokenizer, examples, kind: str, block_size: int):
     return ids, target, mask
 
 
+def spans(c: list, ends: list, kind: str) -> list[tuple[int, int]]:
+    """The completion-token spans (first, last) that carry the labels: ORM the whole completion (eot included),
+    PRM each step's line up to its end token."""
+    if kind == "orm":
+        return [(0, len(c) - 1)]
+    return [(ends[k - 1] + 1 if k else 0, e) for k, e in enumerate(ends)]
+
+
+def span_batch(tok: Tokenizer, examples, kind: str, block_size: int):
+    """For the likelihood read-out: ids (B, T), the span index of every position (B, T; -1 outside any span), label
+    targets (B, S) and a mask (B, S) of the spans that fit in block_size."""
+    rows = [encode(tok, p, t) for p, t, _ in examples]
+    ids = padded_ids(tok, rows, block_size)
+    T, S = ids.shape[1], max(1, max(len(y) for _, _, y in examples))
+    span = torch.full(ids.shape, -1, dtype=torch.long)
+    target, mask = torch.zeros(len(rows), S), torch.zeros(len(rows), S)
+    for i, ((q, c, ends), (_, _, labels)) in enumerate(zip(rows, examples)):
+        for k, ((a, b), y) in enumerate(zip(spans(c, ends, kind), labels)):
+            if len(q) + b < T:
+                span[i, len(q) + a:len(q) + b + 1] = k
+                target[i, k], mask[i, k] = y, 1.0
+    return ids, span, target, mask
+
+
+def span_logprobs(model: GPT, ids, span, S: int):
+    """log p(span's tokens | everything before) for each of S spans: (B, S), summed from the token log-probs."""
+    logits = model(ids)                                                               # (B, T, V)
+    logp = token_logprobs(logits[:, :-1].float(), ids[:, 1:])                         # (B, T-1): of token t + 1
+    where = span[:, 1:] + 1                                                           # (B, T-1): 0 = no span
+    out = torch.zeros(ids.shape[0], S + 1, device=ids.device).scatter_add(1, where, logp * (where > 0))
+    return out[:, 1:]                                                                 # (B, S)
+
+
+def likelihood_loss(model: GPT, ids, span, target, mask):
+    """Binary cross-entropy of s = p(span) against the labels: -[y log s + (1 - y) log(1 - s)]."""
+    logs = span_logprobs(model, ids, span, target.shape[1]).clamp(max=-1e-6)          # log s < 0
+    bce = -(target * logs + (1 - target) * torch.log(-torch.expm1(logs)))             # log(1 - s) = log(-expm1(log s))
+    return masked_mean(bce, mask)
+
+
 def rm_loss(model: GPT, ids, target, mask):
-    """Binary cross-entropy of the reward head's logits at the labelled positions (soft labels allowed)."""
+    """Head read-out: binary cross-entropy of the reward head's logits at the labelled positions (soft labels allowed)."""
     logits = distributed.unwrap(model).rewards(model(ids, return_hidden=True))        # (B, T); through DDP's forward
     return masked_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), mask)
 
 
 @torch.no_grad()
 def score(model: GPT, tok: Tokenizer, problems, texts, kind: str, batch_size: int = 128) -> list:
-    """ORM: one probability per answer (at its last token). PRM: a list of step probabilities per answer."""
+    """ORM: one probability per answer. PRM: a list of step probabilities per answer. Read the way the model was
+    trained (`model.readout`, set by `fit` and `load_reward_model`)."""
     model.eval()
+    dev = next(model.parameters()).device
     out = []
     for i in range(0, len(texts), batch_size):
-        rows = [encode(tok, p, t) for p, t in zip(problems[i:i + batch_size], texts[i:i + batch_size])]
+        ps, ts = problems[i:i + batch_size], texts[i:i + batch_size]
+        rows = [encode(tok, p, t) for p, t in zip(ps, ts)]
+        if getattr(model, "readout", "head") == "likelihood":
+            spans_of = [spans(c, ends, kind) for _, c, ends in rows]
+            ids, span, _, mask = span_batch(tok, [(p, t, [0.0] * len(sp)) for p, t, sp in zip(ps, ts, spans_of)],
+                                            kind, model.cfg.block_size)
+            probs = span_logprobs(model, ids.to(dev), span.to(dev), mask.shape[1]).exp().cpu()
+            for j, m in enumerate(mask):
+                got = [probs[j, k].item() for k in range(len(spans_of[j])) if m[k] > 0]
+                out.append((got[0] if got else 0.0) if kind == "orm" else got)
+            continue
         ids = padded_ids(tok, rows, model.cfg.block_size)
-        probs = torch.sigmoid(model.rewards(model.hidden(ids.to(next(model.parameters()).device)))).cpu()
+        probs = torch.sigmoid(model.rewards(model.hidden(ids.to(dev)))).cpu()
         for j, (q, c, ends) in enumerate(rows):
             last = min(len(q) + len(c), ids.shape[1]) - 1
             out.append(probs[j, last].item() if kind == "orm" else
@@ -169,21 +230,36 @@ def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
     return out
 
 
+def reference_examples(problems, kind: str) -> list[tuple]:
+    """The reference solutions as positive examples: exact and free (no sampling), they teach the verifier what a
+    right step looks like."""
+    return [(p, p.solution, [1.0] if kind == "orm" else [1.0] * len(split_steps(p.solution))) for p in problems]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Training and evaluation
 
 def fit(model: GPT, tok: Tokenizer, examples, kind: str, epochs: int, batch_size: int, lr: float, log=None,
-        seed: int = 0, dtype: str = "float32") -> list[float]:
-    """Train the whole model (trunk + reward head) on labelled examples with `rm_loss`; returns the batch losses.
+        seed: int = 0, dtype: str = "float32", readout: str = "likelihood") -> list[float]:
+    """Train the whole model on labelled examples for `readout` (`likelihood_loss` or the head's `rm_loss`), and
+    record the read-out on the model (`model.readout`); returns the batch losses.
     Under torchrun every rank passes the same examples and learns from its share of each minibatch (DDP)."""
+    if readout not in READOUTS:
+        raise ConfigError(f"unknown readout {readout!r}; choose from {', '.join(READOUTS)}")
+    model.readout = readout
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    ddp = distributed.wrap(model, distributed.world_size(), heads=("reward",))     # a reward model has no critic
+    ddp = distributed.wrap(model, distributed.world_size(),                       # a reward model has no critic
+                           heads=("reward",) if readout == "head" else ())
     dev = next(model.parameters()).device
     bar = tqdm(total=epochs * ((len(examples) + batch_size - 1) // batch_size), desc=f"{kind} training",
                disable=distributed.rank() > 0)
 
     def loss_fn(idx):
-        ids, target, mask = batch(tok, [examples[i] for i in idx], kind, model.cfg.block_size)
+        rows = [examples[i] for i in idx]
+        if readout == "likelihood":
+            ids, span, target, mask = span_batch(tok, rows, kind, model.cfg.block_size)
+            return likelihood_loss(ddp, ids.to(dev), span.to(dev), target.to(dev), mask.to(dev)), int(mask.sum())
+        ids, target, mask = batch(tok, rows, kind, model.cfg.block_size)
         return rm_loss(ddp, ids.to(dev), target.to(dev), mask.to(dev)), int(mask.sum())
 
     def on_step(losses):
@@ -230,6 +306,7 @@ def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu") -> GPT
                           f"(train_{kind}.py)")
     if rm_tok.to_dict() != tok.to_dict():
         raise ConfigError(f"{path}: this reward model has a different tokenizer than the policy")
+    model.readout = ckpt["extra"].get("readout", "head")          # checkpoints from before the read-out choice
     return model
 
 

@@ -59,13 +59,48 @@ def test_mc_labels_aggregation_and_pick_by_hand():
         best_of_n([p], [[5, 1, 2, 5]], None, 8)
 
 
-def test_a_tiny_orm_learns_a_labelling_it_can_see(tok):
+def test_likelihood_spans_cover_each_step_line_and_score_is_their_probability(tok):
+    """A step's span is its line and newline; s = prod p(token) over it, checked against a token-by-token loop; the
+    loss is -log s for a good step and -log(1 - s) for a bad one."""
+    torch.manual_seed(0)
+    p = make_problems(1, "train", 3, TASK)[0]
+    q, c, ends = rm.encode(tok, p, p.solution)
+    steps = p.solution.split("\n")[:-1]
+    assert [tok.decode(c[a:b + 1]) for a, b in rm.spans(c, ends, "prm")] == [line + "\n" for line in steps]
+    assert rm.spans(c, ends, "orm") == [(0, len(c) - 1)]
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=1, n_head=2, n_embd=32)).eval()
+    labels = [1.0, 0.0, 1.0][:len(steps)]
+    ids, span, target, mask = rm.span_batch(tok, [(p, p.solution, labels)], "prm", 200)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids)[0], -1)                         # (T, V)
+        slow = [sum(logp[len(q) + t - 1, c[t]].item() for t in range(a, b + 1)) for a, b in rm.spans(c, ends, "prm")]
+        fast = rm.span_logprobs(model, ids, span, target.shape[1])[0].tolist()
+        loss = rm.likelihood_loss(model, ids, span, target, mask).item()
+    assert fast == pytest.approx(slow, abs=1e-4)
+    s = torch.tensor(slow).exp()
+    by_hand = -(torch.tensor(labels) * s.log() + (1 - torch.tensor(labels)) * (1 - s).log()).mean()
+    assert loss == pytest.approx(by_hand.item(), rel=1e-4)
+    model.readout = "likelihood"
+    assert rm.score(model, tok, [p], [p.solution], "prm")[0] == pytest.approx(s.tolist(), rel=1e-4)
+
+
+def test_a_tiny_likelihood_prm_learns_to_reject_corrupted_steps(tok):
+    """Reference steps are good, a step with a changed result is bad: the verifier must make that result improbable."""
+    torch.manual_seed(0)
+    exs = rm.perturbed_examples(make_problems(16, "train", 5, TASK), seed=0)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=2, n_head=2, n_embd=64))
+    rm.fit(model, tok, exs, "prm", epochs=100, batch_size=16, lr=3e-3)
+    assert model.readout == "likelihood"
+    assert rm.step_accuracy(model, tok, [p for p, _, _ in exs], [t for _, t, _ in exs]) > 0.9
+
+
+def test_a_tiny_head_orm_learns_a_labelling_it_can_see(tok):
     """Label = 1 iff the answer ends in an even number: the ORM must read the last tokens to get it right."""
     torch.manual_seed(0)
     probs = make_problems(64, "train", 2, TASK)
     exs = [(p, p.solution, [float(p.answer % 2 == 0)]) for p in probs]
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=160, n_layer=2, n_head=2, n_embd=64))
-    rm.fit(model, tok, exs, "orm", epochs=40, batch_size=16, lr=3e-3)
+    rm.fit(model, tok, exs, "orm", epochs=40, batch_size=16, lr=3e-3, readout="head")
     acc = rm.outcome_accuracy(model, tok, [p for p, _, _ in exs], [t for _, t, _ in exs], [y[0] for _, _, y in exs])
     assert acc > 0.9, acc
 
@@ -86,7 +121,7 @@ def run(*args):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
 
 
-TINY = ["--problems=8", "--group_size=2", "--epochs=1", "--eval_problems=8", "--max_new_tokens=16"]
+TINY = ["--problems=8", "--group_size=2", "--epochs=1", "--eval_problems=8", "--max_new_tokens=16", "--references=8"]
 
 
 def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):

@@ -129,7 +129,7 @@ def test_rl_scripts_run_under_torchrun(sft_ckpt, tmp_path, script, args):
     assert bad.returncode != 0 and "minibatch_size=3 cannot be split evenly over 2 processes" in bad.stderr
 
 
-RM = ["--problems=8", "--group_size=2", "--epochs=1", "--eval_problems=8"]
+RM = ["--problems=8", "--group_size=2", "--epochs=1", "--eval_problems=8", "--references=8"]
 
 
 @pytest.mark.parametrize("script, args", [
