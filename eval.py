@@ -4,11 +4,14 @@
     python eval.py --ckpt=out/sft/ckpt.pt --k=64 --orm_ckpt=out/orm/ckpt.pt --prm_ckpt=out/prm/ckpt.pt --best_of=1,4,16,64
     python eval.py --k=16 --prm_ckpt=out/prm/ckpt.pt --beam=4        # + PRM-guided step-level beam search
     python eval.py --k=16 --prm_ckpt=out/prm/ckpt.pt --mmr=4         # + a vote over 4 diverse samples (MMR)
+    python eval.py --k=64 --best_of=1,2,4,8,16,32,64 --orm_ckpt=out/orm/ckpt.pt --prm_ckpt=out/prm/ckpt.pt \
+        --beam=1,2,4,8                                               # the test-time-compute figure (docs/reward_models.md)
 
 Prints a Havrilla et al. 2024-style table — maj@1 (greedy), maj@k (majority vote of k samples), rerank@k (the
 sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last; and, as the ceiling, the task's step
-oracle used as a PRM) and pass@k (some sample is right;
-unbiased estimator), optionally PRM-guided beam search — then best-of-N for each N in `best_of`; saves it as JSON.
+oracle used as a PRM) and pass@k (some sample is right; unbiased estimator), optionally PRM-guided beam search — then
+best-of-N for each N in `best_of`, with the verifier-weighted votes; saves it as JSON, and a PNG of accuracy against
+the tokens sampled per problem (best-of-N at N samples' worth; beam search at what it sampled).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from nanoreason import reward_models as rm
 from nanoreason.checkpoint import load_model, task_of
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import accuracy
+from nanoreason.report import plot_curves, write_table
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
 from nanoreason.tasks import extract_answer, make_problems
 from nanoreason.training import pick_device
@@ -35,7 +39,7 @@ class EvalConfig:
     orm_ckpt: str = ""                    # an ORM checkpoint (train_orm.py) to rerank with
     prm_ckpt: str = ""                    # a PRM checkpoint (train_prm.py) to rerank with
     best_of: str = "1,4,16"               # N values for best-of-N (each <= k)
-    beam: int = 0                         # > 0: also PRM-guided step-level beam search with this beam width
+    beam: str = ""                        # beam widths (e.g. 1,2,4): also PRM-guided step-level beam search
     expand: int = 4                       # continuations per beam and step in the beam search
     mmr: int = 0                          # > 0: vote and coverage ("any right") of `mmr` of the k samples chosen by
                                           # maximal marginal relevance (relevance: PRM or ORM score) vs the first `mmr`
@@ -51,6 +55,10 @@ class EvalConfig:
         except ValueError:
             raise ConfigError(f"--best_of must be comma-separated whole numbers like 1,4,16, got {self.best_of!r}") \
                 from None
+        try:
+            self.beams = [int(x) for x in str(self.beam).split(",") if x.strip() and int(x) != 0]
+        except ValueError:
+            raise ConfigError(f"--beam must be comma-separated beam widths like 1,2,4, got {self.beam!r}") from None
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
 
     def out_path(self) -> str:
@@ -65,16 +73,18 @@ def main(c: EvalConfig):
         raise ConfigError(f"k must be >= 1, got {c.k}")
     if c.mmr > c.k:
         raise ConfigError(f"mmr={c.mmr} is larger than k={c.k}, the samples drawn per problem")
-    if c.beam and not c.prm_ckpt:
+    if any(w < 1 for w in c.beams) or c.expand < 1:
+        raise ConfigError(f"beam widths and expand must be >= 1, got --beam={c.beam} --expand={c.expand}")
+    if c.beams and not c.prm_ckpt:
         raise ConfigError("--beam needs --prm_ckpt: the beam search is guided by a process reward model")
     for n in ns:
         if not 0 < n <= c.k:
             raise ConfigError(f"best_of={n} is larger than k={c.k}, the samples drawn per problem (or < 1)")
     device = pick_device(c.device)
     policy, tok, ckpt = load_model(c.ckpt, kind="policy", device=device)
-    rms = {name: rm.load_reward_model(path, name, tok, device) for name, path in (("orm", c.orm_ckpt), ("prm", c.prm_ckpt))
-           if path}
     task, task_seed = task_of(ckpt.get("config", {}))
+    rms = {name: rm.load_reward_model(path, name, tok, device, task) for name, path in (("orm", c.orm_ckpt),
+                                                                                       ("prm", c.prm_ckpt)) if path}
     test = make_problems(c.eval_problems, "test", task_seed, task)
     prefix = ckpt.get("extra", {}).get("prefix", [])            # return-conditioned policies ask for <|correct|>
 
@@ -98,12 +108,14 @@ def main(c: EvalConfig):
     row = {"maj@1 (greedy)": greedy, **sample_metrics(test, answers, k)}
     for name, sc in scores.items():
         row[f"rerank@{k} {name}"] = best_of_n(test, answers, sc, k)           # the best-scored of all k
-    if c.beam:
+    beam_points = []                                                           # (tokens per problem, accuracy)
+    for w in c.beams:
         prm_min = lambda ps, ts: [rm.reduce_steps(x, "min") for x in rm.score(rms["prm"], tok, ps, ts, "prm")]  # noqa: E731
-        found = prm_beam_search(policy, tok, prm_min, test, c.beam, c.expand, temperature=c.temperature,
-                                max_new_tokens=c.max_new_tokens)
-        row[f"PRM beam search (width {c.beam} x {c.expand})"] = \
+        found, sampled = prm_beam_search(policy, tok, prm_min, test, w, c.expand, temperature=c.temperature,
+                                         max_new_tokens=c.max_new_tokens)
+        row[f"PRM beam search (width {w} x {c.expand})"] = acc = \
             sum(extract_answer(t) == p.answer for p, t in zip(test, found)) / len(test)
+        beam_points.append((sum(sampled) / len(test), acc))
     if c.mmr:
         rel = scores.get("PRM-min") or scores.get("ORM") or scores["oracle PRM-min"]
         chosen = [[a[j] for j in mmr_select(t, r, c.mmr)] for a, t, r in zip(answers, grouped, rel)]
@@ -112,18 +124,36 @@ def main(c: EvalConfig):
             row[f"any right, {name}"] = sum(p.answer in a for p, a in zip(test, sets)) / len(test)
     best = {"majority": {n: best_of_n(test, answers, None, n) for n in ns}}
     best.update({name: {n: best_of_n(test, answers, sc, n) for n in ns} for name, sc in scores.items()})
+    best.update({f"{name}-weighted vote": {n: best_of_n(test, answers, scores[name], n, weighted=True) for n in ns}
+                 for name in ("ORM", "PRM-min") if name in scores})
+    per_sample = sum(len(tok.encode(t)) for t in texts) / len(texts)           # tokens of one sampled answer
 
-    print(f"{c.ckpt}: {len(test)} held-out problems, k={k} samples at T={c.temperature}")
-    print("| " + " | ".join(row) + " |\n|" + "---|" * len(row) + "\n| " + " | ".join(f"{v:.1%}" for v in row.values())
-          + " |")
+    lines = [f"`{c.ckpt}`: {len(test)} held-out problems, k={k} samples at T={c.temperature:g}; one run, seed {c.seed}.",
+             "", "| " + " | ".join(row) + " |", "|" + "---|" * len(row),
+             "| " + " | ".join(f"{v:.1%}" for v in row.values()) + " |"]
     if ns:
-        print("\nbest-of-N accuracy\n| N | " + " | ".join(best) + " |\n|---|" + "---|" * len(best))
-        for n in ns:
-            print(f"| {n} | " + " | ".join(f"{best[m][n]:.1%}" for m in best) + " |")
+        lines += ["", "Best-of-N accuracy (each N over the k/N disjoint groups of a problem's samples):", "",
+                  "| scorer | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+        lines += [f"| {m} | " + " | ".join(f"{best[m][n]:.1%}" for n in ns) + " |" for m in best]
+    if beam_points:
+        lines += ["", f"PRM-guided beam search against best-of-N at the same sampled tokens ({per_sample:.1f} tokens "
+                  "per sampled answer):", "", "| beam | sampled tokens per problem | = N samples | accuracy |",
+                  "|---|---|---|---|"]
+        lines += [f"| width {w} x {c.expand} | {t:.0f} | {t / per_sample:.1f} | {a:.1%} |"
+                  for w, (t, a) in zip(c.beams, beam_points)]
+    write_table(out[:-len(".json")] + ".md", lines)
     os.makedirs(c.out_dir, exist_ok=True)
-    json.dump({"table": row, "best_of_n": best, "k": k, "eval_problems": len(test), "temperature": c.temperature,
+    json.dump({"table": row, "best_of_n": best, "tokens_per_sample": per_sample, "beam_search": beam_points,
+               "k": k, "eval_problems": len(test), "temperature": c.temperature,
                "ckpt": c.ckpt, "orm_ckpt": c.orm_ckpt, "prm_ckpt": c.prm_ckpt}, open(out, "w"), indent=2)
-    print(f"\nsaved {out}")
+    x = "sampled tokens per problem"
+    rows = [{x: n * per_sample, **{m: best[m][n] for m in best}} for n in ns]
+    rows += [{x: t, "PRM beam search": a} for t, a in beam_points]
+    if rows:
+        plot_curves(out[:-len(".json")] + ".png", rows, [("accuracy", [*best, "PRM beam search"],
+                                                          {"x": x, "xscale": "log"})],
+                    title=f"best-of-N and PRM beam search, {len(test)} held-out problems")
+    print(f"saved {out}, its table (.md) and its figure (.png)")
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ def train(cfg: GRPOConfig) -> dict:
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     if cfg.scratch:                                  # keep the tokenizer and the task, forget the weights
         policy = GPT(policy.cfg).to(device)
-    step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
+    step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device, task) if cfg.prm_ckpt else None   # a learned PRM
     t0 = time.time()
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)

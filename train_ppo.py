@@ -172,7 +172,7 @@ def train(cfg: PPOConfig) -> dict:
     policy.activation_checkpointing = critic.activation_checkpointing = cfg.activation_checkpointing
     ddp_policy = distributed.wrap(policy, world, heads=("value",) if critic is policy else ())   # DDP averages
     ddp_critic = ddp_policy if critic is policy else distributed.wrap(critic, world, heads=("value",))  # gradients
-    step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device) if cfg.prm_ckpt else None   # a learned PRM
+    step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device, task) if cfg.prm_ckpt else None   # a learned PRM
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
     test = make_problems(cfg.eval_problems, "test", task_seed, task)

@@ -92,8 +92,8 @@ def main(c: RMDiagnosisConfig):
     texts, reps = [t for ts in grouped for t in ts], [p for p in test for _ in range(c.k)]
     group = lambda xs: [xs[i * c.k:(i + 1) * c.k] for i in range(len(test))]  # noqa: E731
 
-    orm = rm.load_reward_model(c.orm_ckpt, "orm", tok)
-    prm = rm.load_reward_model(c.prm_ckpt, "prm", tok)
+    orm = rm.load_reward_model(c.orm_ckpt, "orm", tok, task=task)
+    prm = rm.load_reward_model(c.prm_ckpt, "prm", tok, task=task)
     steps = rm.score(prm, tok, reps, texts, "prm")
     rng = random.Random(c.seed)
     scores = {"ORM": group(rm.score(orm, tok, reps, texts, "orm")),
@@ -116,6 +116,9 @@ def main(c: RMDiagnosisConfig):
             "rho_length": spearman(flat, length), "rho_steps": spearman(flat, n_steps),
             f"best_of_{c.k}": best_of_n(test, answers, sc, c.k),
             f"weighted_vote_{c.k}": best_of_n(test, answers, sc, c.k, weighted=True)}
+    rows["ORM"]["verdicts"] = sum((x > 0.5) == r for x, r in zip([s for ss in scores["ORM"] for s in ss],
+                                                                   flat_right)) / len(flat_right)
+    rows["PRM-min"]["verdicts"] = rm.step_accuracy(prm, tok, reps, texts)         # each step's verdict vs the oracle
     summary = {"share_right": share_right, "share_right_among_distinct_texts": sum(distinct) / len(distinct),
                "rho_right_length": spearman(flat_right, length), "verifiers": rows, "config": vars(c)}
     os.makedirs(c.out_dir, exist_ok=True)
@@ -124,9 +127,11 @@ def main(c: RMDiagnosisConfig):
              f"one run. Right answers: {share_right:.1%} of samples, {summary['share_right_among_distinct_texts']:.1%} "
              f"of the distinct texts of a problem; rank correlation of being right with length: "
              f"{summary['rho_right_length']:+.2f}.", "",
-             f"| scorer | AUC within a problem | AUC pooled | ρ with length | ρ with steps | best-of-{c.k} | "
-             f"weighted vote of {c.k} |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['within_auc']:.2f} | {r['pooled_auc']:.2f} | {r['rho_length']:+.2f} | "
+             f"Verdicts: the ORM's (p > 0.5) against the final-answer check, the PRM's per step against the oracle.", "",
+             f"| scorer | verdicts right | AUC within a problem | AUC pooled | ρ with length | ρ with steps | "
+             f"best-of-{c.k} | weighted vote of {c.k} |", "|---|---|---|---|---|---|---|---|"]
+    verdicts = {name: f"{r['verdicts']:.1%}" if "verdicts" in r else "" for name, r in rows.items()}
+    lines += [f"| {name} | {verdicts[name]} | {r['within_auc']:.2f} | {r['pooled_auc']:.2f} | {r['rho_length']:+.2f} | "
               f"{r['rho_steps']:+.2f} | {r[f'best_of_{c.k}']:.1%} | {r[f'weighted_vote_{c.k}']:.1%} |"
               for name, r in rows.items()]
     write_table(os.path.join(c.out_dir, "table.md"), lines)

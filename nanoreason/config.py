@@ -48,7 +48,7 @@ COUNTS = ("iters", "eval_interval", "eval_problems", "max_new_tokens", "batch_si
           "prompts_per_iter", "group_size", "k", "num_samples", "problems", "warmup_iters", "grad_accum", "expand",
           "mc_n")                                 # whole numbers > 0 (a float of the same name is another concept)
 POSITIVE = ("lr",)
-NON_NEGATIVE = ("temperature", "temperature_end", "min_lr", "critic_lr", "time_limit", "beam", "mmr", "top_k",
+NON_NEGATIVE = ("temperature", "temperature_end", "min_lr", "critic_lr", "time_limit", "mmr", "top_k",
                 "test_problems", "show_samples", "kl_coef")
 
 

@@ -71,13 +71,14 @@ def write_summary(path: str, summary: dict):
 
 
 def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]], title: str = "", x: str = "step"):
-    """One subplot per (ylabel, [metric keys]), (ylabel, [keys], "log") or (ylabel, [keys], {"x": key, "scale": "log"});
-    each key is drawn over the rows that have it (and the x key)."""
+    """One subplot per (ylabel, [metric keys]), (ylabel, [keys], "log") or (ylabel, [keys], {"x": key, "scale": "log",
+    "xscale": "log"}); each key is drawn over the rows that have it (and the x key)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    crowded = any(len(p[1]) > 5 for p in panels)            # many curves: the legend goes beside the plot
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 2.5 * crowded, 3.6), squeeze=False)
     for ax, (ylabel, keys, *opts) in zip(axes[0], panels):
         o = opts[0] if opts and isinstance(opts[0], dict) else {"scale": opts[0] if opts else None}
         px = o.get("x", x)
@@ -92,11 +93,14 @@ def plot_curves(path: str, rows: list[dict], panels: list[tuple[str, list[str]]]
                 ax.plot(*zip(*pts), marker="o", label=k)
         if o.get("scale") == "log":
             ax.set_yscale("log")
+        if o.get("xscale") == "log":
+            ax.set_xscale("log", base=2)
         ax.set_xlabel(px)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:         # a panel whose keys were never logged stays empty
-            ax.legend()
+            ax.legend(**({"fontsize": "small", "loc": "center left", "bbox_to_anchor": (1, 0.5)} if len(keys) > 5
+                         else {}))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nanoreason import distributed
-from nanoreason.checkpoint import load_model
+from nanoreason.checkpoint import load_model, task_of
 from nanoreason.config import ConfigError
 from nanoreason.evaluate import prompt_text, solve
 from nanoreason.model import GPT
@@ -296,10 +296,15 @@ def outcome_accuracy(model: GPT, tok: Tokenizer, problems, texts, correct) -> fl
     return sum(int((x > 0.5) == bool(c)) for x, c in zip(s, correct)) / max(1, len(s))
 
 
-def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu") -> GPT:
-    """The `kind` ("orm" or "prm") reward model at `path` (the `--<kind>_ckpt` option), checked to be one and to share
-    the policy's tokenizer."""
+def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu", task=None) -> GPT:
+    """The `kind` ("orm" or "prm") reward model at `path` (the `--<kind>_ckpt` option), checked to be one, to share
+    the policy's tokenizer and (given the policy's `task`) to have been trained on the same task config."""
     model, rm_tok, ckpt = load_model(path, kind="reward_model", device=device)
+    theirs = task_of(ckpt.get("config", {}))[0]
+    if task is not None and theirs != task:
+        diff = ", ".join(f"{k}={v} (policy: {getattr(task, k)})" for k, v in vars(theirs).items()
+                         if getattr(task, k) != v)
+        raise ConfigError(f"{path}: this reward model was trained on another task config than the policy: {diff}")
     got = ckpt["extra"].get("rm")
     if got != kind:
         raise ConfigError(f"{path}: is a {got} checkpoint, passed as --{kind}_ckpt: it needs a {kind.upper()} "
@@ -310,7 +315,7 @@ def load_reward_model(path: str, kind: str, tok: Tokenizer, device="cpu") -> GPT
     return model
 
 
-def prm_step_scorer(path: str, tok: Tokenizer, device="cpu"):
+def prm_step_scorer(path: str, tok: Tokenizer, device="cpu", task=None):
     """A learned PRM as the `steps` reward of an RL trainer: (problems, texts) -> per-step probabilities."""
-    prm = load_reward_model(path, "prm", tok, device)
+    prm = load_reward_model(path, "prm", tok, device, task)
     return lambda problems, texts: score(prm, tok, problems, texts, "prm")

@@ -67,9 +67,10 @@ def filter_logits(logits, top_k: int | None = None, top_p: float | None = None):
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-             generator: torch.Generator | None = None) -> Rollout:
-    """Sample up to `max_new_tokens` after each prompt; a row stops at its first eot. `greedy` (or temperature 0)
-    takes the argmax; its log-probs are then under temperature 1."""
+             generator: torch.Generator | None = None, stop_ids=()) -> Rollout:
+    """Sample up to `max_new_tokens` after each prompt; a row stops at its first eot, or at its first token in
+    `stop_ids` (kept: e.g. the tokens that end a line, for one step at a time). `greedy` (or temperature 0) takes the
+    argmax; its log-probs are then under temperature 1."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs a non-empty list of non-empty prompts")
     if temperature < 0:
@@ -91,6 +92,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
     logprobs = torch.zeros((B, max_new_tokens), device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    stop = torch.tensor([eot_id, *stop_ids], device=device)
     logits = model(prompt, prompt_mask, cache)[:, -1].float()                 # (B, V)
     if not torch.isfinite(logits).all():                                     # NaN weights would sample garbage
         model.train(was_training)
@@ -105,7 +107,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
         lp = token_logprobs(scaled, tok)                                     # (B,)
         tok = torch.where(done, torch.full_like(tok, eot_id), tok)
         out[:, t], out_mask[:, t], logprobs[:, t] = tok, (~done).long(), torch.where(done, 0.0, lp)
-        done = done | (tok == eot_id)
+        done = done | torch.isin(tok, stop)
         if done.all() or t == max_new_tokens - 1:
             break
         logits = model(tok[:, None], (~done).long()[:, None], cache)[:, -1].float()

@@ -93,24 +93,27 @@ def best_of_n(problems, answers: list[list], scores: list[list[float]] | None, n
 # Searching with a process reward model, and diverse selection
 
 def prm_beam_search(policy, tok, step_score, problems, beam_width: int = 4, expand: int = 4, max_steps: int = 6,
-                    temperature: float = 1.0, max_new_tokens: int = 64) -> list[str]:
+                    temperature: float = 1.0, max_new_tokens: int = 64) -> tuple[list[str], list[int]]:
     """Step-level beam search guided by a PRM (Snell et al. 2024; Wang et al. 2024). Each beam is a prefix of whole
-    steps. Every round, each beam is continued `expand` times by the policy and cut after its next line; candidates
-    that reached the `####` line are finished, the others compete by `step_score(problems, texts) -> scores` and the
-    best `beam_width` per problem survive. Returns, per problem, the best-scoring finished text."""
+    steps. Every round, each beam is continued `expand` times by the policy, one line each (sampling stops at the
+    line's end); candidates that reached the `####` line are finished, the others compete by
+    `step_score(problems, texts) -> scores` and the best `beam_width` per problem survive. Returns, per problem, the
+    best-scoring finished text and the number of tokens sampled for it (the cost to compare with best-of-N)."""
     if beam_width < 1 or expand < 1:
         raise ConfigError(f"beam_width and expand must be >= 1, got {beam_width}, {expand}")
     beams = [[""] for _ in problems]
     finished = [[] for _ in problems]                        # (score, text)
+    sampled = [0] * len(problems)
     for _ in range(max_steps):
         jobs = [(i, pre) for i, bs in enumerate(beams) for pre in bs for _ in range(expand)]
         if not jobs:
             break
         conts = solve(policy, tok, [problems[i].question.strip() + ("\n" + pre.rstrip("\n") if pre else "")
                                     for i, pre in jobs], max_new_tokens=max_new_tokens, greedy=False,
-                      temperature=temperature)
+                      temperature=temperature, stop_ids=tok.line_end_ids())
         cands = [[] for _ in problems]
         for (i, pre), cont in zip(jobs, conts):
+            sampled[i] += len(tok.encode(cont))
             line = cont.split("\n")[0]
             done = line.strip().startswith("####") or "\n" not in cont        # the answer line, or no more lines
             text = pre + line + ("" if done else "\n")
@@ -125,7 +128,7 @@ def prm_beam_search(policy, tok, step_score, problems, beam_width: int = 4, expa
                 finished[i].append((s, t))
             elif len(beams[i]) < beam_width:
                 beams[i].append(t)
-    return [max(f)[1] if f else (b[0] if b else "") for f, b in zip(finished, beams)]
+    return [max(f)[1] if f else (b[0] if b else "") for f, b in zip(finished, beams)], sampled
 
 
 def jaccard(a: str, b: str) -> float:

@@ -87,6 +87,10 @@ class Tokenizer:
     def n_vocab(self) -> int:
         return self.enc.n_vocab
 
+    def line_end_ids(self) -> list[int]:
+        """The ids of the tokens that contain a newline: where a line (a reasoning step) ends."""
+        return [i for i, t in enumerate(self.tokens) if b"\n" in t]
+
     def encode(self, text: str) -> list[int]:
         return self.enc.encode_ordinary(text)
 

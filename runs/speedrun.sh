@@ -11,20 +11,7 @@ cd "$(dirname "$0")/.."
 mkdir -p out
 TIMES=out/speedrun_times.tsv          # stage <TAB> wall seconds, appended as each stage finishes
 
-stage() {                             # stage NAME DONE_FILE COMMAND...: run COMMAND unless DONE_FILE exists
-    local name=$1 done_file=$2; shift 2
-    if [ -f "$done_file" ]; then
-        echo "== $name: finished earlier ($done_file), skipped"
-        return
-    fi
-    echo "== $name: $*"
-    local t0=$SECONDS
-    if ! "$@"; then
-        echo "speedrun: stopped at $name (its error is above); the finished stages are kept in out/" >&2
-        exit 1
-    fi
-    printf '%s\t%s\n' "$name" $((SECONDS - t0)) >> "$TIMES"
-}
+source runs/stage.sh
 
 stage sft              out/sft/summary.json              python train_sft.py
 stage ppo              out/ppo/summary.json              python train_ppo.py

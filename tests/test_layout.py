@@ -95,7 +95,8 @@ def test_speedrun_stops_at_the_first_failing_stage_and_skips_finished_ones(tmp_p
     """A copy of the recipe in a scratch tree whose `python` fails at grpo: sft and ppo were finished earlier."""
     tree = tmp_path / "tree"
     (tree / "runs").mkdir(parents=True)
-    (tree / "runs" / "speedrun.sh").write_text(open(os.path.join(ROOT, "runs", "speedrun.sh")).read())
+    for script in ("speedrun.sh", "stage.sh"):
+        (tree / "runs" / script).write_text(open(os.path.join(ROOT, "runs", script)).read())
     for name in ("sft", "ppo"):
         (tree / "out" / name).mkdir(parents=True)
         (tree / "out" / name / "summary.json").write_text("{}")

@@ -143,7 +143,10 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
             "PRM beam search (width 2 x 2)", "any right, MMR-chosen 2", "maj, first 2",
             "rerank@4 oracle PRM-min"} <= set(e["table"])
     assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
-    assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last", "oracle PRM-min"}
+    assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last", "oracle PRM-min",
+                                   "ORM-weighted vote", "PRM-min-weighted vote"}
+    assert len(e["beam_search"]) == 1 and e["beam_search"][0][0] > 0 and e["tokens_per_sample"] > 0
+    assert os.path.isfile(tmp_path / "eval" / f"{os.path.basename(os.path.dirname(sft_ckpt))}_k4.png")
     assert e["table"]["rerank@4 oracle PRM-min"] <= e["table"]["pass@4"] + 1e-9
     # what the learned scores follow (bench/rm_diagnosis.py), beside scorers that know nothing
     r = run("bench/rm_diagnosis.py", f"--ckpt={sft_ckpt}", f"--orm_ckpt={tmp_path}/orm/ckpt.pt", "--k=4",
@@ -164,7 +167,13 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
             "--group_size=2", "--max_new_tokens=16", "--eval_problems=8", "--rewards=outcome=1,steps=1",
             "--shaping=delta", f"--prm_ckpt={tmp_path}/prm_oracle/ckpt.pt")
     assert r.returncode == 0, r.stderr[-2000:]
-    # bad input: a reward model as the policy (one line from the command), a policy as the ORM, a PRM as the ORM, N > k
+    # bad input: a reward model as the policy (one line from the command), a policy as the ORM, a PRM as the ORM, N > k,
+    # a reward model trained for another task config, beam widths that are not numbers
+    ck = torch.load(tmp_path / "orm" / "ckpt.pt", weights_only=False)
+    ck["config"]["max_value"] = 99
+    torch.save(ck, other := tmp_path / "orm_other_task.pt")
+    r = run("eval.py", f"--ckpt={sft_ckpt}", "--beam=wide")
+    assert r.returncode == 2 and "--beam must be comma-separated beam widths" in r.stderr
     r = run("eval.py", f"--ckpt={tmp_path}/orm/ckpt.pt")
     assert r.returncode == 2 and "is a reward_model checkpoint, but a policy" in r.stderr and "Traceback" not in r.stderr
     import eval as eval_script
@@ -172,9 +181,23 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     for args, msg in [([f"--ckpt={sft_ckpt}", f"--orm_ckpt={sft_ckpt}"], "is a policy checkpoint, but a reward_model"),
                       ([f"--ckpt={sft_ckpt}", f"--orm_ckpt={tmp_path}/prm_oracle/ckpt.pt"], "is a prm checkpoint, passed as --orm_ckpt"),
                       ([f"--ckpt={sft_ckpt}", "--k=4", "--best_of=8"], "best_of=8 is larger than k=4"),
-                      ([f"--ckpt={sft_ckpt}", "--beam=2"], "--beam needs --prm_ckpt")]:
+                      ([f"--ckpt={sft_ckpt}", "--beam=2"], "--beam needs --prm_ckpt"),
+                      ([f"--ckpt={sft_ckpt}", f"--orm_ckpt={other}"], "trained on another task config than the "
+                       "policy: max_value=99")]:
         with pytest.raises(ConfigError, match=re.escape(msg)):
             eval_script.main(parse_args(eval_script.EvalConfig, args))
+
+
+def test_prm_labels_bench_compares_labellings_on_the_same_answers(sft_ckpt, tmp_path):
+    tiny = "problems=8,group_size=2,epochs=1,eval_problems=8,references=8,max_new_tokens=16"
+    r = run("bench/prm_labels.py", f"--ckpt={sft_ckpt}", f"--out_dir={tmp_path}", "--labellings=oracle,perturbed",
+            "--oracle_dir=", f"--prm_args={tiny}", "--k=4", "--best_of=1,4", "--eval_problems=8", "--max_new_tokens=16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.load(open(tmp_path / "summary.json"))["rows"]
+    assert set(rows) == {"majority vote", "oracle as the PRM", "PRM on oracle labels", "PRM on perturbed labels"}
+    assert rows["PRM on oracle labels"]["label_agreement"] == 1.0
+    assert all(0 <= r["best_of"]["4"] <= 1 for r in rows.values())
+    assert "| PRM on perturbed labels |" in open(tmp_path / "table.md").read()
 
 
 def test_unknown_labels_is_one_clear_line(entry):
@@ -203,8 +226,10 @@ def test_prm_beam_search_follows_the_scorer(tok):
     def oracle_min(ps, ts):
         seen.extend(ts)
         return [rm.reduce_steps(rm.oracle_labels(p, t), "min") for p, t in zip(ps, ts)]
-    out = prm_beam_search(model, tok, oracle_min, probs, beam_width=2, expand=2, max_steps=2, max_new_tokens=12)
+    out, sampled = prm_beam_search(model, tok, oracle_min, probs, beam_width=2, expand=2, max_steps=2,
+                                   max_new_tokens=12)
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    assert all(0 < n <= 2 * 2 * 2 * 12 for n in sampled)                     # rounds x beams x expand x tokens
     assert seen and all(t in seen or t == "" for t in out)                      # answers come from scored candidates
 
 

@@ -38,6 +38,16 @@ def test_stops_at_eot_and_masks_after_it(tiny_model):
     assert r.completion.shape[1] <= 10
 
 
+def test_a_stop_token_ends_its_row_and_is_kept(tiny_model):
+    free = generate(tiny_model, PROMPTS, 10, eot_id=299, greedy=True)
+    stop = free.completion[0, 2].item()                 # row 0's third token as a line end
+    r = generate(tiny_model, PROMPTS, 10, eot_id=299, greedy=True, stop_ids=[stop])
+    for full, cut in zip(free.completion_ids(), r.completion_ids()):
+        n = full.index(stop) + 1 if stop in full else len(full)
+        assert cut == full[:n]                          # the same tokens up to and with the first stop token
+    assert r.completion_ids()[0][-1] == stop
+
+
 def test_top_k_one_is_greedy(tiny_model):
     g = generate(tiny_model, PROMPTS, 12, eot_id=299, greedy=True)
     k = generate(tiny_model, PROMPTS, 12, eot_id=299, temperature=1.3, top_k=1,
