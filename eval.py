@@ -56,7 +56,7 @@ class EvalConfig:
             raise ConfigError(f"--best_of must be comma-separated whole numbers like 1,4,16, got {self.best_of!r}") \
                 from None
         try:
-            self.beams = [int(x) for x in str(self.beam).split(",") if x.strip() and int(x) != 0]
+            self.beams = list(dict.fromkeys(int(x) for x in str(self.beam).split(",") if x.strip() and int(x) != 0))
         except ValueError:
             raise ConfigError(f"--beam must be comma-separated beam widths like 1,2,4, got {self.beam!r}") from None
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
@@ -126,7 +126,7 @@ def main(c: EvalConfig):
     best.update({name: {n: best_of_n(test, answers, sc, n) for n in ns} for name, sc in scores.items()})
     best.update({f"{name}-weighted vote": {n: best_of_n(test, answers, scores[name], n, weighted=True) for n in ns}
                  for name in ("ORM", "PRM-min") if name in scores})
-    per_sample = sum(len(tok.encode(t)) for t in texts) / len(texts)           # tokens of one sampled answer
+    per_sample = max(1.0, sum(len(tok.encode(t)) for t in texts) / len(texts))   # tokens of one sampled answer
 
     lines = [f"`{c.ckpt}`: {len(test)} held-out problems, k={k} samples at T={c.temperature:g}; one run, seed {c.seed}.",
              "", "| " + " | ".join(row) + " |", "|" + "---|" * len(row),
@@ -153,7 +153,7 @@ def main(c: EvalConfig):
         plot_curves(out[:-len(".json")] + ".png", rows, [("accuracy", [*best, "PRM beam search"],
                                                           {"x": x, "xscale": "log"})],
                     title=f"best-of-N and PRM beam search, {len(test)} held-out problems")
-    print(f"saved {out}, its table (.md) and its figure (.png)")
+    print(f"saved {out} and its table (.md)" + (" and figure (.png)" if rows else ""))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
     torchrun --nproc_per_node=2 train_orm.py --device=cpu    # DDP: each samples for half the problems; both train
                                                               # on all the answers, half a minibatch each
 
-Cobbe et al. 2021: sample `group_size` answers per training problem from the SFT policy, label each by its final answer, and
-train our GPT (initialised from the policy, with its `reward_head`) to predict the label at every completion token.
-Reported: on answers sampled for held-out problems, how often the ORM's verdict (p > 0.5) is right, against the
+Cobbe et al. 2021: sample `group_size` answers per training problem from the SFT policy, label each by its final answer
+(plus `references` reference solutions, right by construction), and train a copy of the policy to give the label.
+Default read-out: the verifier's probability of the whole answer; `--readout=head`: its `reward_head` at every
+completion token, read at the last (nanoreason/reward_models.py). Reported: on answers sampled for held-out problems, how often the ORM's verdict (p > 0.5) is right, against the
 base rate of always guessing the majority label. `python eval.py` then uses it to rerank samples (best-of-N).
 """
 from __future__ import annotations

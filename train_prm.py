@@ -8,7 +8,9 @@
                                                              # rollouts split over processes, as train_orm.py
 
 Sample `group_size` answers per training problem from the SFT policy, label every step (see nanoreason/reward_models.py),
-and train a copy of the policy to predict each label at the token that ends the step. Reported: the PRM's step
+add `references` reference solutions (every step right), and train a copy of the policy to give each label. Default
+read-out: the verifier's probability of the step's line; `--readout=head`: its `reward_head` at the token that ends
+the step. Reported: the PRM's step
 accuracy against the oracle on answers sampled for held-out problems — possible only because our task has exact
 step truth — and, for Monte-Carlo labels, how often the labels themselves agree with the oracle as N grows.
 """

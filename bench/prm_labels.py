@@ -43,17 +43,28 @@ class PRMLabelsConfig:
         self.names = [x for x in self.labellings.split(",") if x]
         for name in self.names:
             check(name in rm.LABELS, f"unknown labelling {name!r}; choose from {', '.join(rm.LABELS)}")
+        check(all(x.strip().isdigit() and 0 < int(x) <= self.k for x in self.best_of.split(",") if x),
+              f"--best_of must be comma-separated whole numbers in 1..k={self.k}, got {self.best_of!r}")
         self.ns = [int(x) for x in self.best_of.split(",") if x]
-        check(all(0 < n <= self.k for n in self.ns), f"--best_of values must be in 1..k={self.k}, got {self.best_of}")
+
+
+def number(v: str):
+    """A --prm_args value as the number it spells (so a kept run's saved settings compare equal), else the text."""
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
 
 
 def main(c: PRMLabelsConfig):
-    extra = dict(kv.split("=", 1) for kv in c.prm_args.split(",") if kv)
+    extra = {k: number(v) for k, v in (kv.split("=", 1) for kv in c.prm_args.split(",") if kv)}
     runs = {}
     for name in c.names:
         out = c.oracle_dir if name == "oracle" and c.oracle_dir else os.path.join(c.out_dir, name)
         runs[name] = run_stage(os.path.join(ROOT, "train_prm.py"), reuse=True, out_dir=out, init_from=c.ckpt,
-                               labels=name, mc_n=c.mc_n, **extra)
+                               labels=name, mc_n=c.mc_n, readout="likelihood", **extra)
     policy, tok, ckpt = load_model(c.ckpt)
     task, task_seed = task_of(ckpt["config"])
     test = make_problems(c.eval_problems, "test", task_seed, task)
@@ -68,9 +79,9 @@ def main(c: PRMLabelsConfig):
     for name, s in runs.items():
         prm = rm.load_reward_model(s["checkpoint"], "prm", tok, task=task)
         mins = group([rm.reduce_steps(x, "min") for x in rm.score(prm, tok, reps, texts, "prm")])
-        agree = s.get("mc_agreement_with_oracle", {})
+        agree = s.get("mc_agreement_with_oracle", {})                   # at 1, 2, 4, ... rollouts: the last
         rows[f"PRM on {name} labels"] = {
-            "label_agreement": 1.0 if name in ("oracle", "perturbed") else agree.get(str(c.mc_n), agree.get(c.mc_n)),
+            "label_agreement": 1.0 if name in ("oracle", "perturbed") else agree[max(agree, key=int)] if agree else None,
             "step_accuracy": rm.step_accuracy(prm, tok, reps, texts),
             "best_of": {n: best_of_n(test, answers, mins, n) for n in c.ns}}
     write_summary(os.path.join(c.out_dir, "summary.json"), {"rows": rows, "config": vars(c)})

@@ -3,7 +3,7 @@
     tokens -> token + position embeddings -> n_layer x [x + attn(ln(x)); x + mlp(ln(x))] -> ln_f -> h   # (B, T, C)
     h -> lm_head (tied to the token embedding)  -> next-token logits                                 # (B, T, V)
     h -> value_head                              -> V(s_t), the PPO critic                            # (B, T)
-    h -> reward_head                             -> a reward-model score per token (ORM / PRM)        # (B, T)
+    h -> reward_head                             -> a reward-model score per token (--readout=head)   # (B, T)
 
 Rows may be left-padded (batched prompts of different lengths): pass `attention_mask` (B, T) with 0 on padding; the
 model then gives each row the positions and attention it would have alone. A `KVCache` makes decoding incremental.

@@ -21,7 +21,8 @@ Where the PRM's step labels come from (`labels`):
     perturbed   no sampling at all: reference solutions are positives; a copy with one step's result changed gives
                 that step a negative label (the steps before it stay positive; the rest is cut)
 
-Scores: sigmoid of the head. ORM: one number per answer. PRM: one per step, aggregated by min, prod or last.
+Scores are probabilities: s itself (likelihood) or the sigmoid of the head. ORM: one number per answer. PRM: one
+per step, aggregated by min, prod or last. A span cut by block_size is not scored (an ORM answer cut that way: 0).
 """
 from __future__ import annotations
 
@@ -121,7 +122,8 @@ def span_logprobs(model: GPT, ids, span, S: int):
 
 def likelihood_loss(model: GPT, ids, span, target, mask):
     """Binary cross-entropy of s = p(span) against the labels: -[y log s + (1 - y) log(1 - s)]."""
-    logs = span_logprobs(model, ids, span, target.shape[1]).clamp(max=-1e-6)          # log s < 0
+    logs = span_logprobs(model, ids, span, target.shape[1]).clamp(max=-1e-6)          # log s < 0 (s = 1 has no
+                                                                                      # log(1 - s); its gradient is 0)
     bce = -(target * logs + (1 - target) * torch.log(-torch.expm1(logs)))             # log(1 - s) = log(-expm1(log s))
     return masked_mean(bce, mask)
 
