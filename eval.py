@@ -42,7 +42,8 @@ class EvalConfig:
     beam: str = ""                        # beam widths (e.g. 1,2,4): also PRM-guided step-level beam search
     expand: int = 4                       # continuations per beam and step in the beam search
     mmr: int = 0                          # > 0: vote and coverage ("any right") of `mmr` of the k samples chosen by
-                                          # maximal marginal relevance (relevance: PRM or ORM score) vs the first `mmr`
+                                          # maximal marginal relevance (relevance: PRM or ORM score), the `mmr`
+                                          # top-scored (relevance alone) and the first `mmr` (plain sampling)
     eval_problems: int = 256
     max_new_tokens: int = 64
     out_dir: str = "out/eval"             # writes <out_dir>/<policy dir>_k<k>.json
@@ -119,7 +120,9 @@ def main(c: EvalConfig):
     if c.mmr:
         rel = scores.get("PRM-min") or scores.get("ORM") or scores["oracle PRM-min"]
         chosen = [[a[j] for j in mmr_select(t, r, c.mmr)] for a, t, r in zip(answers, grouped, rel)]
-        for name, sets in ((f"MMR-chosen {c.mmr}", chosen), (f"first {c.mmr}", [a[:c.mmr] for a in answers])):
+        top = [[a[j] for j in mmr_select(t, r, c.mmr, lam=1.0)] for a, t, r in zip(answers, grouped, rel)]  # no diversity
+        for name, sets in ((f"MMR-chosen {c.mmr}", chosen), (f"top-scored {c.mmr}", top),
+                           (f"first {c.mmr}", [a[:c.mmr] for a in answers])):
             row[f"maj, {name}"] = sum(pick(a) == p.answer for p, a in zip(test, sets)) / len(test)
             row[f"any right, {name}"] = sum(p.answer in a for p, a in zip(test, sets)) / len(test)
     best = {"majority": {n: best_of_n(test, answers, None, n) for n in ns}}

@@ -140,7 +140,7 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     e = json.load(open(tmp_path / "eval" / f"{os.path.basename(os.path.dirname(sft_ckpt))}_k4.json"))
     assert {"maj@1 (greedy)", "maj@4", "pass@4", "rerank@4 ORM", "rerank@4 PRM-min",
-            "PRM beam search (width 2 x 2)", "any right, MMR-chosen 2", "maj, first 2",
+            "PRM beam search (width 2 x 2)", "any right, MMR-chosen 2", "maj, first 2", "maj, top-scored 2",
             "rerank@4 oracle PRM-min"} <= set(e["table"])
     assert e["table"]["pass@4"] >= e["table"]["maj@4"] - 1e-9
     assert set(e["best_of_n"]) == {"majority", "ORM", "PRM-min", "PRM-prod", "PRM-last", "oracle PRM-min",
