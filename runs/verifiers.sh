@@ -29,3 +29,7 @@ stage diagnosis_head out/rm_diagnosis_head/summary.json python bench/rm_diagnosi
 stage diagnosis out/rm_diagnosis/summary.json python bench/rm_diagnosis.py
 stage diagnosis_seed1 out/rm_diagnosis_seed1/summary.json python bench/rm_diagnosis.py --ckpt=out/sft_seed1/ckpt.pt \
     --orm_ckpt=out/orm_seed1/ckpt.pt --prm_ckpt=out/prm_seed1/ckpt.pt --out_dir=out/rm_diagnosis_seed1
+
+# Diverse sampling: a vote over 4 of 16 samples chosen by maximal marginal relevance (PRM-min relevance) vs the first 4
+stage mmr out/eval_mmr/sft_k16.json python eval.py --ckpt=out/sft/ckpt.pt --k=16 --best_of=1,4,16 \
+    --prm_ckpt=out/prm/ckpt.pt --mmr=4 --out_dir=out/eval_mmr
