@@ -176,13 +176,17 @@ class AdaptiveKLController:
 # PPO losses (Schulman et al. 2017)
 
 def ppo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 0.2, dual_clip: float | None = None,
-                    agg: str = "token-mean", max_len: int | None = None):
-    """L = masked_mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps))), r = exp(logp - old_logp).
+                    agg: str = "token-mean", max_len: int | None = None, clip_eps_high: float | None = None):
+    """L = masked_mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps_high))), r = exp(logp - old_logp); eps_high = eps
+    unless given: DAPO's clip-higher (Yu et al. 2025) lets unlikely tokens with A > 0 grow further (eps_high > eps).
     Dual clip (Ye et al. 2020): for A < 0 the loss is also capped at -A * c. Returns (loss, clip_fraction).
     On-policy with one update (r = 1) its gradient is REINFORCE's: -A * grad log pi. `agg`: see `agg_loss`."""
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    if high < clip_eps:
+        raise ValueError(f"clip_eps_high={high} is below clip_eps={clip_eps}: clip-higher needs eps_high >= eps_low")
     ratio = torch.exp(logp - old_logp)
     loss1 = -advantages * ratio
-    loss2 = -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps)
+    loss2 = -advantages * ratio.clamp(1 - clip_eps, 1 + high)
     loss = torch.max(loss1, loss2)
     if dual_clip is not None:
         loss = torch.where(advantages < 0, torch.min(loss, -advantages * dual_clip), loss)
@@ -208,3 +212,40 @@ def explained_variance(values, returns, mask):
     """1 - Var(R - V) / Var(R): 1 = the critic predicts returns perfectly, 0 = no better than a constant."""
     var_r = masked_var(returns, mask)
     return 1 - masked_var(returns - values, mask) / var_r.clamp(min=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The 2025 family: DAPO, GSPO, REINFORCE++
+
+def informative_groups(rewards, group_size: int):
+    """DAPO's dynamic sampling (Yu et al. 2025): keep a group only if its rewards differ, since a group that is all
+    right or all wrong has A = 0 for every completion (no gradient). Returns a (n_prompts,) bool mask."""
+    r = rewards.view(-1, group_size)                                   # (n_prompts, G)
+    return (r != r[:, :1]).any(1)
+
+
+def overlong_penalty(lengths, max_len: int, cache: int):
+    """DAPO's soft overlong punishment (Yu et al. 2025): 0 up to L_max - L_cache tokens, then falling linearly to -1
+    at L_max: R = min(0, (L_max - L_cache - |o|) / L_cache), and -1 beyond L_max. lengths (B,) -> (B,)."""
+    lengths = lengths.float()
+    ramp = ((max_len - cache - lengths) / max(cache, 1)).clamp(max=0.0)
+    return torch.where(lengths > max_len, torch.full_like(ramp, -1.0), ramp.clamp(min=-1.0))
+
+
+def gspo_policy_loss(logp, old_logp, advantages, mask, clip_eps: float = 3e-4, clip_eps_high: float | None = None):
+    """GSPO (Zheng et al. 2025): one importance ratio per answer, s_i = exp(mean_t (logp - old_logp)) (length-
+    normalised), clipped like PPO's: L = mean_i max(-A_i s_i, -A_i clip(s_i, 1 - eps, 1 + eps_high)).
+    Returns (loss, fraction of answers clipped). logp, old_logp, mask (B, T); advantages (B,)."""
+    s = torch.exp(masked_mean(logp - old_logp, mask, 1))               # (B,)
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    loss1, loss2 = -advantages * s, -advantages * s.clamp(1 - clip_eps, 1 + high)
+    return torch.max(loss1, loss2).mean(), (loss2 > loss1).float().mean()
+
+
+def reinforce_pp_advantages(score, logp, ref_logp, mask, beta: float, kind: str = "k1"):
+    """REINFORCE++ (Hu 2025): per-token rewards r_t = score on the last token - beta * KL_t (`kl_penalty_rewards`),
+    returns G_t = sum_{s >= t} r_s (gamma = 1), whitened over every token of the batch: no critic, no group.
+    score (B,); logp, ref_logp, mask (B, T) -> advantages (B, T)."""
+    r = kl_penalty_rewards(score, logp, ref_logp, mask, beta, kind)                 # (B, T)
+    returns = r.flip(1).cumsum(1).flip(1) * mask
+    return masked_whiten(returns, mask)

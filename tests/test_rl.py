@@ -238,3 +238,49 @@ def test_weighted_vote_keeps_the_count_best_of_n_drops():
     answers, scores = [3, 3, 5, None], [0.4, 0.4, 0.7, 0.9]
     assert weighted_vote(answers, scores) == 3 and pick(answers, scores) is None and pick(answers, scores[:3] + [0]) == 5
     assert pick(answers, scores, weighted=True) == 3 and weighted_vote([None], [1.0]) is None
+
+
+# ---- the 2025 family: DAPO, GSPO, REINFORCE++ (hand-computed cases)
+
+def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ():
+    r = torch.tensor([1., 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0])
+    assert rl.informative_groups(r, 4).tolist() == [True, False, False, True]
+
+
+def test_overlong_penalty_by_hand():
+    # L_max = 10, L_cache = 4: free up to 6 tokens, then (6 - |o|) / 4 down to -1 at 10, and -1 beyond
+    got = rl.overlong_penalty(torch.tensor([5, 6, 8, 10, 12]), max_len=10, cache=4)
+    assert got.tolist() == pytest.approx([0.0, 0.0, -0.5, -1.0, -1.0])
+
+
+def test_clip_higher_moves_only_the_upper_bound():
+    mask = torch.ones(1, 1)
+    up = (torch.tensor([[math.log(1.5)]]), torch.zeros(1, 1), torch.tensor([[1.0]]))       # r = 1.5, A = +1
+    down = (torch.tensor([[math.log(0.5)]]), torch.zeros(1, 1), torch.tensor([[-1.0]]))    # r = 0.5, A = -1
+    assert rl.ppo_policy_loss(*up, mask)[0].item() == pytest.approx(-1.2)                  # clipped at 1 + 0.2
+    assert rl.ppo_policy_loss(*up, mask, clip_eps_high=0.28)[0].item() == pytest.approx(-1.28)
+    assert rl.ppo_policy_loss(*down, mask, clip_eps_high=0.28)[0].item() == pytest.approx(0.8)   # 1 - 0.2 as before
+    with pytest.raises(ValueError, match="clip_eps_high=0.1 is below clip_eps=0.2"):
+        rl.ppo_policy_loss(*up, mask, clip_eps_high=0.1)
+
+
+def test_gspo_uses_one_length_normalised_ratio_per_answer():
+    # answer 0: token log-ratios (log 2, 0) -> s = exp(log 2 / 2) = sqrt 2, A = +1: clipped at 1.2, no gradient
+    # answer 1: log-ratios (0, 0), one pad -> s = 1, A = -2: loss 2, d/d logp_t = -A * s / |o| / B = 0.5 per token
+    logp = torch.tensor([[math.log(2), 0.0, 0.0], [0.0, 0.0, 5.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1, 0], [1, 1, 0]])
+    loss, clipped = rl.gspo_policy_loss(logp, torch.zeros(2, 3), torch.tensor([1.0, -2.0]), mask, clip_eps=0.2)
+    assert loss.item() == pytest.approx((-1.2 + 2.0) / 2) and clipped.item() == 0.5
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 0, 0], [0.5, 0.5, 0]]))
+
+
+def test_reinforce_pp_returns_carry_the_kl_penalty_and_are_whitened_over_the_batch():
+    # beta = 0.5, k1 = logp - ref = 0.2 on every token of answer 0 (score 1), 0 on answer 1 (score 0)
+    logp = torch.tensor([[0.2, 0.2, 0.2], [0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1, 1], [1, 1, 0]])
+    got = rl.reinforce_pp_advantages(torch.tensor([1.0, 0.0]), logp, torch.zeros(2, 3), mask, beta=0.5)
+    returns = torch.tensor([[0.7, 0.8, 0.9], [0.0, 0.0, 0.0]])       # r = (-0.1, -0.1, 1 - 0.1), summed to the end
+    flat = torch.tensor([0.7, 0.8, 0.9, 0.0, 0.0])
+    want = (returns - flat.mean()) / flat.std() * mask                # whitened over the 5 tokens (unbiased std)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
