@@ -1,8 +1,11 @@
-"""Stage 3 — the group-baseline family: GRPO, Dr.GRPO, RLOO and REINFORCE. No critic: a completion's baseline is the
-other completions of the same prompt.
+"""Stage 3 — the critic-free family: GRPO, Dr.GRPO, DAPO, GSPO, RLOO, REINFORCE and REINFORCE++. No critic: a
+completion's baseline is the other completions of the same prompt (REINFORCE++: of the whole batch).
 
     python train_grpo.py                      # GRPO from out/sft/ckpt.pt (trained first if missing) -> out/grpo/
-    python train_grpo.py --dr_grpo           # Dr.GRPO: no std division, a constant length normaliser
+    python train_grpo.py --algo=dr_grpo      # Dr.GRPO: no std division, a constant length normaliser
+    python train_grpo.py --algo=dapo         # clip-higher, token-level loss, overlong shaping, dynamic sampling
+    python train_grpo.py --algo=gspo --clip_eps=3e-4 --epochs=2      # one importance ratio per answer
+    python train_grpo.py --algo=reinforce_pp --kl_coef=0.01          # KL in the reward, batch-whitened returns
     python train_grpo.py --algo=rloo         # leave-one-out baseline
     python train_grpo.py --algo=reinforce    # group-mean baseline, no clip, no KL (nanochat's recipe)
     # "pure RL" from a model that never saw a solution:
@@ -13,9 +16,17 @@ each), turn the scores into advantages within each group, then `epochs` passes o
 
                advantage A_i (on every token of o_i)    loss over tokens (rl.agg_loss)    clip   KL (k3) in the loss
   grpo         (r_i - mean_g r) / std_g r               seq-mean: 1/|o_i| per answer       yes    kl_coef
-  --dr_grpo    r_i - mean_g r                           seq-sum-const: 1/max_new_tokens    yes    kl_coef
+  dr_grpo      r_i - mean_g r                           seq-sum-const: 1/max_new_tokens    yes    kl_coef
+  dapo         as grpo, r_i + overlong penalty          token-mean                         higher kl_coef
+  gspo         as grpo                                  one ratio per answer (seq-mean)    per answer kl_coef
   rloo         r_i - mean_{j != i} r_j                  token-mean                         yes    kl_coef
   reinforce    r_i - mean_g r                           token-mean                         no     no
+  reinforce_pp whitened sum_{s>=t} (r_s - kl_coef KL_s) token-mean                         yes    in the reward
+
+DAPO (Yu et al. 2025) also drops the groups whose completions all score the same and refills the batch from fresh
+prompts (dynamic sampling, up to `max_refills` extra rounds; the log counts the extra samples as `refill_samples`).
+GSPO (Zheng et al. 2025) clips a length-normalised ratio per answer; its paper uses clip_eps around 3e-4.
+REINFORCE++ (Hu 2025) puts the k1 KL to the start into each token's reward and whitens the returns over the batch.
 
 A group whose completions all score the same has A = 0 everywhere: no signal. The log reports that fraction
 (`zero_signal_groups`) and the length of wrong answers (`len_wrong`), which GRPO's 1/|o_i| lets grow (Liu et al. 2025).
@@ -43,12 +54,14 @@ from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
-from nanoreason.rollouts import completion_forward, sample_groups
+from nanoreason.rollouts import cat_batches, completion_forward, sample_groups, select
 from nanoreason.rundir import RunDir
 from nanoreason.tasks import check_steps, make_problems, shows_work
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
-ALGOS = ("grpo", "rloo", "reinforce")
+ALGOS = ("grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce", "reinforce_pp")
+AGG = {"grpo": "seq-mean", "dr_grpo": "seq-sum-const", "dapo": "token-mean", "gspo": "seq-mean", "rloo": "token-mean",
+       "reinforce": "token-mean", "reinforce_pp": "token-mean"}      # each algorithm's loss over tokens (rl.agg_loss)
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
 
@@ -60,8 +73,8 @@ class GRPOConfig:
     scratch: bool = False                 # "pure RL": random weights of init_from's shape, with its tokenizer and task
                                           # (a model that never saw a solution)
     seed: int = 0
-    algo: str = "grpo"                    # grpo, rloo or reinforce (see the table above)
-    dr_grpo: bool = False                 # with algo=grpo: Dr.GRPO's advantage and normaliser
+    algo: str = "grpo"                    # grpo, dr_grpo, dapo, gspo, rloo, reinforce, reinforce_pp (table above)
+    dr_grpo: bool = False                 # the older spelling of --algo=dr_grpo
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (one number per completion)
     shaping: str = "none"                 # step-reward shaping before the sum: none, clip, delta, clip+delta
     prm_ckpt: str = ""                    # the `steps` reward from this learned PRM (train_prm.py), not the oracle
@@ -76,6 +89,10 @@ class GRPOConfig:
     lr: float = 3e-5                      # as PPO: at 1e-4 and 3e-4 (tried) accuracy falls; see docs/algorithms.md
     warmup_iters: int = 5
     clip_eps: float = 0.2
+    clip_eps_high: float = 0.28           # dapo: the upper clip bound (clip-higher), >= clip_eps
+    overlong_cache: int = 16              # dapo: over the last this-many tokens before max_new_tokens the reward falls
+    max_refills: int = 4                  # dapo: extra sampling rounds that replace groups with no signal
+    loss_agg: str = ""                    # "": the algorithm's own (table above); token-mean, seq-mean, seq-sum-const
     kl_coef: float = 0.0                  # k3 KL to the start in the loss (GRPO paper: 0.04; Dr.GRPO, DAPO: 0)
     ent_coef: float = 0.0                 # linear schedule ent_coef -> ent_coef_end (entropy bonus)
     ent_coef_end: float = 0.0
@@ -93,7 +110,17 @@ class GRPOConfig:
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose from {', '.join(ALGOS)}")
-        check(not self.dr_grpo or self.algo == "grpo", f"--dr_grpo modifies algo=grpo, not algo={self.algo}")
+        check(not self.dr_grpo or self.algo in ("grpo", "dr_grpo"), f"--dr_grpo modifies algo=grpo, not "
+              f"algo={self.algo} (the new form is --algo=dr_grpo)")
+        if self.dr_grpo:
+            self.algo = "dr_grpo"
+        check(self.clip_eps_high >= self.clip_eps, f"clip_eps_high={self.clip_eps_high} is below clip_eps="
+              f"{self.clip_eps}: clip-higher needs the upper bound >= the lower")
+        check(self.loss_agg in ("", "token-mean", "seq-mean", "seq-sum-const"), f"unknown loss_agg {self.loss_agg!r}; "
+              "choose from token-mean, seq-mean, seq-sum-const")
+        check(self.algo != "gspo" or self.loss_agg in ("", "seq-mean"), f"algo=gspo has one ratio per answer: it "
+              f"cannot use loss_agg={self.loss_agg} (leave it, or seq-mean)")
+        check(self.overlong_cache >= 0 and self.max_refills >= 0, "overlong_cache and max_refills must be >= 0")
         check(self.group_size >= 2, f"group_size must be >= 2 for a group baseline (got {self.group_size}): "
                                     "a group of one is its own baseline and has no signal")
         check(self.algo != "reinforce" or (self.epochs == 1 and self.kl_coef == 0),
@@ -113,7 +140,9 @@ def advantages(rewards, cfg: GRPOConfig):
     """(B,) sequence rewards -> (B,) advantages, per the table above."""
     if cfg.algo == "rloo":
         return rl.rloo_advantages(rewards, cfg.group_size)
-    return rl.group_advantages(rewards, cfg.group_size, scale=cfg.algo == "grpo" and not cfg.dr_grpo)
+    if cfg.algo == "reinforce_pp":                  # per token, from the batch: made in `update` (it needs log-probs)
+        return rewards
+    return rl.group_advantages(rewards, cfg.group_size, scale=cfg.algo not in ("dr_grpo", "reinforce"))
 
 
 def group_stats(b, rewards, G: int) -> dict:
@@ -131,11 +160,14 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     of minibatch_size / world, and token-means are scaled to their share of the global token-mean."""
     m, n = b.completion_mask, b.ids.shape[0]
     mb = cfg.minibatch_size // distributed.world_size()
-    agg = {"grpo": "seq-sum-const" if cfg.dr_grpo else "seq-mean", "rloo": "token-mean", "reinforce": "token-mean"}[cfg.algo]
-    off_policy = cfg.epochs > 1 or mb < n                           # later steps need the sampling policy's log-probs
+    agg = cfg.loss_agg or AGG[cfg.algo]
+    pp = cfg.algo == "reinforce_pp"
+    off_policy = cfg.epochs > 1 or mb < n or pp                     # later steps need the sampling policy's log-probs
     with torch.no_grad():
         old_logp = completion_forward(policy, b.ids, b.mask, b.P, temp, False)[0] if off_policy else None
         ref_logp = completion_forward(ref, b.ids, b.mask, b.P, temp, False)[0] if cfg.kl_coef else None
+    if pp:                                                          # (B, T): KL in the reward, whitened returns
+        adv = rl.reinforce_pp_advantages(adv, old_logp, ref_logp if cfg.kl_coef else old_logp, m, cfg.kl_coef)
     policy.train()
     stats = []
     for _ in range(cfg.epochs):
@@ -144,13 +176,16 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
             s_tok = distributed.token_scale(mm)                               # 1 with one process
             with autocast(b.ids.device.type, cfg.dtype):
                 logp, ent, _ = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
-            A = adv[idx, None] * mm                                            # (b, T): A_i on every token of o_i
+            A = adv[idx] * mm if pp else adv[idx, None] * mm                  # (b, T): A_i on every token of o_i
+            old = old_logp[idx] if off_policy else logp.detach()
             if cfg.algo == "reinforce":                                        # L = -mean_t A_i log pi(o_it)
                 pg, clipfrac = rl.agg_loss(-A * logp, mm, agg), torch.zeros(())
+            elif cfg.algo == "gspo":                                           # one ratio per answer
+                pg, clipfrac = rl.gspo_policy_loss(logp, old, adv[idx], mm, cfg.clip_eps)
             else:
-                old = old_logp[idx] if off_policy else logp.detach()
-                pg, clipfrac = rl.ppo_policy_loss(logp, old, A, mm, cfg.clip_eps, agg=agg, max_len=cfg.max_new_tokens)
-            kl = rl.kl_loss(logp, ref_logp[idx], mm, "k3") if cfg.kl_coef else torch.zeros(())
+                pg, clipfrac = rl.ppo_policy_loss(logp, old, A, mm, cfg.clip_eps, agg=agg, max_len=cfg.max_new_tokens,
+                                                  clip_eps_high=cfg.clip_eps_high if cfg.algo == "dapo" else None)
+            kl = rl.kl_loss(logp, ref_logp[idx], mm, "k3") if cfg.kl_coef and not pp else torch.zeros(())
             entropy = rl.masked_mean(ent, mm)
             loss = pg * (s_tok if agg == "token-mean" else 1.0) + (cfg.kl_coef * kl - ent_coef * entropy) * s_tok
             check_finite(loss, it, f"{cfg.algo} loss")
@@ -162,6 +197,28 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     return torch.tensor(stats).mean(0).tolist()
 
 
+def dynamic_sampling(problems, b, rewards, cfg: GRPOConfig, sample, it: int):
+    """DAPO's dynamic sampling: keep the groups whose rewards differ (rl.informative_groups) and sample rounds of
+    fresh prompts until prompts_per_iter such groups are kept or max_refills rounds are spent. Returns (problems,
+    batch, rewards, extra completions sampled); the batch keeps its groups of group_size next to each other. If no
+    group has a signal the batch is returned whole: its advantages are all 0."""
+    G, parts, extra = cfg.group_size, [], 0
+    for attempt in range(cfg.max_refills + 1):
+        if attempt:                                # a fresh round of prompts, its own seed
+            problems, b, rewards = sample(cfg.seed * 1_000_003 + it + attempt * 7_919_993)
+            extra += len(problems)
+        keep = rl.informative_groups(rewards, G).repeat_interleave(G).nonzero().flatten().tolist()
+        if keep:
+            parts.append(([problems[i] for i in keep], select(b, keep), rewards[keep]))
+        if sum(len(p) for p, _, _ in parts) >= cfg.batch_size:
+            break
+    if not parts:
+        return problems, b, rewards, extra
+    n = cfg.batch_size
+    ps = [p for part, _, _ in parts for p in part][:n]
+    return ps, cat_batches([x for _, x, _ in parts], n), torch.cat([r for _, _, r in parts])[:n], extra
+
+
 def train(cfg: GRPOConfig) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -170,7 +227,9 @@ def train(cfg: GRPOConfig) -> dict:
     for n, what in ((cfg.prompts_per_iter, "prompts_per_iter"), (cfg.minibatch_size, "minibatch_size")):
         distributed.per_rank(n, world, what)                          # a clear error now if it does not split
     run = RunDir(cfg.out_dir, "grpo", resume=cfg.resume, inputs=[cfg.init_from, cfg.prm_ckpt])   # checks only
-    name = "dr_grpo" if cfg.dr_grpo else cfg.algo
+    name = cfg.algo
+    check(cfg.algo != "dapo" or world == 1, "algo=dapo's dynamic sampling changes each process's batch size: run it "
+          "in one process")
 
     # ---- build: policy, frozen start (for the KL term), optimizer
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
@@ -211,15 +270,23 @@ def train(cfg: GRPOConfig) -> dict:
         torch.manual_seed(cfg.seed * 1_000_003 + it)       # resumable: iteration `it` is the same run after run
 
         # ---- rollouts: G completions per prompt, next to each other (this rank's share of the prompts)
-        problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
-                             cfg.weights, cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
-                             rank=rank, world=world)
-        rewards = b.scores.sum(1)                  # (B,) one number per completion (shaped step rewards summed)
+        def sample(seed):
+            problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, seed, cfg.weights,
+                                        cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
+                                        rank=rank, world=world)
+            rewards = b.scores.sum(1)              # (B,) one number per completion (shaped step rewards summed)
+            if cfg.algo == "dapo":                 # soft overlong punishment
+                rewards = rewards + rl.overlong_penalty(b.completion_mask.sum(1), cfg.max_new_tokens, cfg.overlong_cache)
+            return problems, b, rewards
+        problems, b, rewards = sample(cfg.seed * 1_000_003 + it)
+        refill = 0
+        if cfg.algo == "dapo":                     # dynamic sampling: drop groups with no signal, refill the batch
+            problems, b, rewards, refill = dynamic_sampling(problems, b, rewards, cfg, sample, it)
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
         s = update(ddp, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
         row = distributed.all_mean(dict(                                      # averaged over ranks
-            step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(),
+            step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(), refill_samples=refill,
             train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
             steps_per_answer=b.n_steps.mean().item(), sampled_length=b.completion_mask.sum(1).float().mean().item(),
             worked=sum(shows_work(t) for t in b.texts) / len(b.texts),                           # measured only

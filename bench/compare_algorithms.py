@@ -24,7 +24,8 @@ from nanoreason.tasks import make_problems
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # where the train_*.py scripts are
 
-ALGOS = ("ppo", "grpo", "dr_grpo", "rloo", "reinforce", "expert_iteration", "rcrl", "sft_control")
+ALGOS = ("ppo", "grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce", "reinforce_pp", "expert_iteration", "rcrl",
+         "sft_control")
 
 
 @dataclass
@@ -45,9 +46,8 @@ def run_algo(name: str, c: CompareConfig) -> tuple[str, dict]:
     common = dict(init_from=c.init_from, out_dir=d, seed=c.seed, eval_problems=c.eval_problems)
     if name == "ppo":
         s = run_stage(f"{ROOT}/train_ppo.py", **common, iters=c.samples // 64, batch_size=64, eval_interval=10**9)
-    elif name in ("grpo", "dr_grpo", "rloo", "reinforce"):
-        algo = "grpo" if name == "dr_grpo" else name
-        s = run_stage(f"{ROOT}/train_grpo.py", **common, algo=algo, dr_grpo=name == "dr_grpo", iters=c.samples // 64,
+    elif name in ("grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce", "reinforce_pp"):
+        s = run_stage(f"{ROOT}/train_grpo.py", **common, algo=name, iters=c.samples // 64,
                       prompts_per_iter=16, group_size=4, eval_interval=10**9)
     elif name in ("expert_iteration", "rcrl"):                    # iterations of (up to) 256 problems x 4 samples
         iters = max(1, c.samples // 1024)

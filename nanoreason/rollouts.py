@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from nanoreason.distributed import rank_seed, shard, unwrap
 from nanoreason.evaluate import prompt_text
@@ -75,6 +76,33 @@ def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, se
     policy.eval()
     return problems, collect(policy, tok, problems, weights, shaping, max_new_tokens, temperature, generator, prefix,
                              step_scorer)
+
+
+def select(b: Batch, rows: list[int]) -> Batch:
+    """The batch's `rows` (completions), every field alike."""
+    r = b.rollout
+    return Batch(Rollout(r.prompt[rows], r.prompt_mask[rows], r.completion[rows], r.completion_mask[rows],
+                         r.logprobs[rows]), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows], b.scores[rows],
+                 b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows])
+
+
+def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
+    """One batch from several (DAPO's refill rounds), its first `limit` rows: prompts left-padded to the longest,
+    completions right-padded with masked zeros (the attention mask gives every row its own positions)."""
+    P = max(b.P for b in batches)
+    T = max(b.completion_mask.shape[1] for b in batches)
+    left = lambda x, v: F.pad(x, (P - x.shape[1], 0), value=v)            # noqa: E731
+    right = lambda x, v: F.pad(x, (0, T - x.shape[1]), value=v)           # noqa: E731
+    cat = lambda xs: torch.cat(xs)[:limit]                                # noqa: E731
+    rs = [b.rollout for b in batches]
+    r = Rollout(cat([left(x.prompt, 0) for x in rs]), cat([left(x.prompt_mask, 0) for x in rs]),
+                cat([right(x.completion, 0) for x in rs]), cat([right(x.completion_mask, 0) for x in rs]),
+                cat([right(x.logprobs, 0.0) for x in rs]))
+    ids, mask = r.sequences()
+    return Batch(r, ids, mask, P, cat([right(b.completion_mask, 0.0) for b in batches]),
+                 cat([right(b.scores, 0.0) for b in batches]), cat([b.correct for b in batches]),
+                 cat([b.formatted for b in batches]), cat([b.n_steps for b in batches]),
+                 [t for b in batches for t in b.texts][:limit])
 
 
 def keep_verified(problems, texts, correct, verify: str = "outcome") -> list[tuple]:

@@ -17,7 +17,8 @@ from train_grpo import GRPOConfig, advantages, update
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("algo, dr", [("grpo", False), ("grpo", True), ("rloo", False), ("reinforce", False)])
+@pytest.mark.parametrize("algo, dr", [("grpo", False), ("grpo", True), ("rloo", False), ("reinforce", False),
+                                      ("dapo", False), ("gspo", False), ("reinforce_pp", False)])
 def test_group_methods_raise_a_toy_reward(algo, dr):
     """Reward 1 if the first generated token is one of 30 'good' tokens (10% of a random policy's mass)."""
     torch.manual_seed(0)
@@ -45,7 +46,9 @@ def run_grpo(*args):
 
 
 @pytest.mark.parametrize("algo", [["--algo=grpo", "--kl_coef=0.04", "--epochs=2", "--minibatch_size=4"],
-                                  ["--dr_grpo"], ["--algo=rloo"], ["--algo=reinforce"]])
+                                  ["--dr_grpo"], ["--algo=rloo"], ["--algo=reinforce"], ["--algo=dapo"],
+                                  ["--algo=gspo", "--epochs=2", "--minibatch_size=3"],
+                                  ["--algo=reinforce_pp", "--kl_coef=0.01"]])
 def test_grpo_script_runs_each_algorithm(sft_ckpt, tmp_path, algo):
     r = run_grpo(f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--prompts_per_iter=2", "--group_size=3",
                  "--max_new_tokens=16", "--eval_problems=16", "--eval_interval=2", "--iters=2", *algo)
@@ -54,6 +57,7 @@ def test_grpo_script_runs_each_algorithm(sft_ckpt, tmp_path, algo):
     assert s["samples"] == 2 * 2 * 3 and s["eval_problems"] == 16
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if "reward" in line]
     assert len(rows) == 2 and all(0 <= row["zero_signal_groups"] <= 1 for row in rows)
+    assert all(row["refill_samples"] % 3 == 0 for row in rows)           # whole groups of fresh prompts (dapo)
 
 
 def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
@@ -77,6 +81,9 @@ def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
     (["--algo=ppo2"], "unknown algo 'ppo2'"),
     (["--algo=rloo", "--dr_grpo"], "--dr_grpo modifies algo=grpo"),
     (["--algo=reinforce", "--kl_coef=0.1"], "needs epochs=1 and kl_coef=0"),
+    (["--algo=dapo", "--clip_eps_high=0.1"], "clip_eps_high=0.1 is below clip_eps=0.2"),
+    (["--algo=gspo", "--loss_agg=token-mean"], "algo=gspo has one ratio per answer: it cannot use loss_agg=token-mean"),
+    (["--algo=dapo", "--group_size=1"], "group_size must be >= 2"),
     (["--rewards=outcome=much"], "reward weight for 'outcome' must be a number"),
     (["--shaping=square"], "unknown shaping 'square'"),
 ])
@@ -100,3 +107,27 @@ def test_compare_algorithms_writes_a_table_for_every_algorithm(sft_ckpt, tmp_pat
     r = subprocess.run([sys.executable, "bench/compare_algorithms.py", "--algos=ppo,dpo"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown algorithm 'dpo'" in r.stderr
+
+
+def test_dynamic_sampling_drops_groups_without_signal_and_refills_from_fresh_prompts():
+    """A fake sampler whose first round has one informative group of 2 and later rounds two each: with 2 prompts per
+    iteration the batch is refilled once, keeps whole groups, and counts the extra completions."""
+    from train_grpo import dynamic_sampling
+    cfg = GRPOConfig(algo="dapo", prompts_per_iter=2, group_size=2, max_new_tokens=4)
+    policy = GPT(GPTConfig(vocab_size=300, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    calls = []
+
+    def sample(seed):
+        calls.append(seed)
+        r = generate(policy, [[1, 2, 3]] * 4, 4, eot_id=299, temperature=1.0)
+        ids, mask = r.sequences()
+        m = r.completion_mask.float()
+        rewards = torch.tensor([1.0, 0.0, 1.0, 1.0]) if len(calls) == 1 else torch.tensor([0.0, 1.0, 1.0, 0.0])
+        b = Batch(r, ids, mask, r.prompt.shape[1], m, torch.zeros_like(m), rewards, rewards, rewards,
+                  [f"{len(calls)}:{i}" for i in range(4)])
+        return [f"p{len(calls)}{i // 2}" for i in range(4)], b, rewards
+    problems, b, rewards = sample(0)
+    problems, b, rewards, extra = dynamic_sampling(problems, b, rewards, cfg, sample, 0)
+    assert len(calls) == 2 and extra == 4                               # one refill round of 2 prompts x 2
+    assert problems == ["p10", "p10", "p20", "p20"] and rewards.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert b.texts == ["1:0", "1:1", "2:0", "2:1"] and b.ids.shape[0] == 4
