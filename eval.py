@@ -110,8 +110,8 @@ def main(c: EvalConfig):
     for name, sc in scores.items():
         row[f"rerank@{k} {name}"] = best_of_n(test, answers, sc, k)           # the best-scored of all k
     beam_points = []                                                           # (tokens per problem, accuracy)
+    prm_min = lambda ps, ts: [rm.reduce_steps(x, "min") for x in rm.score(rms["prm"], tok, ps, ts, "prm")]  # noqa: E731
     for w in c.beams:
-        prm_min = lambda ps, ts: [rm.reduce_steps(x, "min") for x in rm.score(rms["prm"], tok, ps, ts, "prm")]  # noqa: E731
         found, sampled = prm_beam_search(policy, tok, prm_min, test, w, c.expand, temperature=c.temperature,
                                          max_new_tokens=c.max_new_tokens)
         row[f"PRM beam search (width {w} x {c.expand})"] = acc = \

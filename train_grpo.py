@@ -162,12 +162,13 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     mb = cfg.minibatch_size // distributed.world_size()
     agg = cfg.loss_agg or AGG[cfg.algo]
     pp = cfg.algo == "reinforce_pp"
-    off_policy = cfg.epochs > 1 or mb < n or pp                     # later steps need the sampling policy's log-probs
+    off_policy = cfg.epochs > 1 or mb < n or (pp and cfg.kl_coef > 0)   # the sampling policy's log-probs are needed
     with torch.no_grad():
         old_logp = completion_forward(policy, b.ids, b.mask, b.P, temp, False)[0] if off_policy else None
         ref_logp = completion_forward(ref, b.ids, b.mask, b.P, temp, False)[0] if cfg.kl_coef else None
     if pp:                                                          # (B, T): KL in the reward, whitened returns
-        adv = rl.reinforce_pp_advantages(adv, old_logp, ref_logp if cfg.kl_coef else old_logp, m, cfg.kl_coef)
+        kl_pair = (old_logp, ref_logp) if cfg.kl_coef else (torch.zeros_like(m),) * 2
+        adv = rl.reinforce_pp_advantages(adv, *kl_pair, m, cfg.kl_coef)
     policy.train()
     stats = []
     for _ in range(cfg.epochs):
@@ -197,16 +198,15 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     return torch.tensor(stats).mean(0).tolist()
 
 
-def dynamic_sampling(problems, b, rewards, cfg: GRPOConfig, sample, it: int):
-    """DAPO's dynamic sampling: keep the groups whose rewards differ (rl.informative_groups) and sample rounds of
-    fresh prompts until prompts_per_iter such groups are kept or max_refills rounds are spent. Returns (problems,
-    batch, rewards, extra completions sampled); the batch keeps its groups of group_size next to each other. If no
-    group has a signal the batch is returned whole: its advantages are all 0."""
+def dynamic_sampling(sample, cfg: GRPOConfig, it: int):
+    """DAPO's dynamic sampling: `sample(seed)` rounds of fresh prompts, keeping the groups whose rewards differ
+    (rl.informative_groups), until prompts_per_iter such groups are kept or max_refills extra rounds are spent.
+    Returns (problems, batch, rewards, extra completions sampled); the batch keeps its groups of group_size next to
+    each other. If no group has a signal the last round is returned whole: its advantages are all 0."""
     G, parts, extra = cfg.group_size, [], 0
     for attempt in range(cfg.max_refills + 1):
-        if attempt:                                # a fresh round of prompts, its own seed
-            problems, b, rewards = sample(cfg.seed * 1_000_003 + it + attempt * 7_919_993)
-            extra += len(problems)
+        problems, b, rewards = sample(cfg.seed * 1_000_003 + it + attempt * 7_919_993)   # attempt 0: the usual seed
+        extra += len(problems) if attempt else 0
         keep = rl.informative_groups(rewards, G).repeat_interleave(G).nonzero().flatten().tolist()
         if keep:
             parts.append(([problems[i] for i in keep], select(b, keep), rewards[keep]))
@@ -278,10 +278,10 @@ def train(cfg: GRPOConfig) -> dict:
             if cfg.algo == "dapo":                 # soft overlong punishment
                 rewards = rewards + rl.overlong_penalty(b.completion_mask.sum(1), cfg.max_new_tokens, cfg.overlong_cache)
             return problems, b, rewards
-        problems, b, rewards = sample(cfg.seed * 1_000_003 + it)
-        refill = 0
         if cfg.algo == "dapo":                     # dynamic sampling: drop groups with no signal, refill the batch
-            problems, b, rewards, refill = dynamic_sampling(problems, b, rewards, cfg, sample, it)
+            problems, b, rewards, refill = dynamic_sampling(sample, cfg, it)
+        else:
+            (problems, b, rewards), refill = sample(cfg.seed * 1_000_003 + it), 0
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
         s = update(ddp, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)

@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import os
 import time
-from itertools import islice
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +26,7 @@ from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems, stream
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -76,7 +75,7 @@ def train(cfg: ORMConfig) -> dict:
     right = sum(y[0] for _, _, y in examples)
     if main:
         print(f"{len(examples)} sampled answers, {right / len(examples):.1%} right; + {cfg.references} reference solutions")
-    examples += rm.reference_examples(list(islice(stream("train", cfg.seed + 2, task), cfg.references)), "orm")
+    examples += rm.reference_examples(task, cfg.references, cfg.seed + 2, "orm")
     # ---- train a copy of the policy as the ORM
     model = copy.deepcopy(policy)
     model.activation_checkpointing = cfg.activation_checkpointing

@@ -20,7 +20,6 @@ import copy
 import dataclasses
 import os
 import time
-from itertools import islice
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +30,7 @@ from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems, stream
+from nanoreason.tasks import make_problems
 from nanoreason.training import DTYPES, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -104,7 +103,7 @@ def train(cfg: PRMConfig) -> dict:
                     print(f"Monte-Carlo hard labels from {n} rollouts agree with the oracle on {agreement[n]:.1%} of steps")
                 n *= 2
         examples = [(p, t, y) for p, t, y in zip(reps, texts, labels) if y]
-    examples += rm.reference_examples(list(islice(stream("train", cfg.seed + 2, task), cfg.references)), "prm")
+    examples += rm.reference_examples(task, cfg.references, cfg.seed + 2, "prm")
     pos = [y for _, _, ys in examples for y in ys]
     if main:
         print(f"{len(examples)} labelled answers (with {cfg.references} reference solutions), {len(pos)} steps, "

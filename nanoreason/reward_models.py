@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import random
 import re
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ from nanoreason.model import GPT
 from nanoreason.rl import masked_mean, token_logprobs
 from nanoreason.rewards import step_end_tokens
 from nanoreason.rollouts import collect
-from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps
+from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps, stream
 from nanoreason.tokenizer import Tokenizer
 from nanoreason.training import minibatch_epochs
 
@@ -232,10 +233,11 @@ def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
     return out
 
 
-def reference_examples(problems, kind: str) -> list[tuple]:
-    """The reference solutions as positive examples: exact and free (no sampling), they teach the verifier what a
-    right step looks like."""
-    return [(p, p.solution, [1.0] if kind == "orm" else [1.0] * len(split_steps(p.solution))) for p in problems]
+def reference_examples(task, n: int, seed: int, kind: str) -> list[tuple]:
+    """The reference solutions of `n` training problems as positive examples: exact and free (no sampling), they
+    teach the verifier what a right step looks like."""
+    return [(p, p.solution, [1.0] if kind == "orm" else [1.0] * len(split_steps(p.solution)))
+            for p in islice(stream("train", seed, task), n)]
 
 
 # ---------------------------------------------------------------------------------------------------------------

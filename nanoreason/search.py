@@ -104,13 +104,14 @@ def prm_beam_search(policy, tok, step_score, problems, beam_width: int = 4, expa
     beams = [[""] for _ in problems]
     finished = [[] for _ in problems]                        # (score, text)
     sampled = [0] * len(problems)
+    line_ends = tok.line_end_ids()                           # sampling stops at the end of a line
     for _ in range(max_steps):
         jobs = [(i, pre) for i, bs in enumerate(beams) for pre in bs for _ in range(expand)]
         if not jobs:
             break
         conts = solve(policy, tok, [problems[i].question.strip() + ("\n" + pre.rstrip("\n") if pre else "")
                                     for i, pre in jobs], max_new_tokens=max_new_tokens, greedy=False,
-                      temperature=temperature, stop_ids=tok.line_end_ids())
+                      temperature=temperature, stop_ids=line_ends)
         cands = [[] for _ in problems]
         for (i, pre), cont in zip(jobs, conts):
             sampled[i] += len(tok.encode(cont))

@@ -126,8 +126,7 @@ def test_dynamic_sampling_drops_groups_without_signal_and_refills_from_fresh_pro
         b = Batch(r, ids, mask, r.prompt.shape[1], m, torch.zeros_like(m), rewards, rewards, rewards,
                   [f"{len(calls)}:{i}" for i in range(4)])
         return [f"p{len(calls)}{i // 2}" for i in range(4)], b, rewards
-    problems, b, rewards = sample(0)
-    problems, b, rewards, extra = dynamic_sampling(problems, b, rewards, cfg, sample, 0)
+    problems, b, rewards, extra = dynamic_sampling(sample, cfg, 0)
     assert len(calls) == 2 and extra == 4                               # one refill round of 2 prompts x 2
     assert problems == ["p10", "p10", "p20", "p20"] and rewards.tolist() == [1.0, 0.0, 0.0, 1.0]
     assert b.texts == ["1:0", "1:1", "2:0", "2:1"] and b.ids.shape[0] == 4

@@ -169,7 +169,7 @@ def test_scripts_train_rms_and_eval_reranks_with_them(sft_ckpt, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     # bad input: a reward model as the policy (one line from the command), a policy as the ORM, a PRM as the ORM, N > k,
     # a reward model trained for another task config, beam widths that are not numbers
-    ck = torch.load(tmp_path / "orm" / "ckpt.pt", weights_only=False)
+    ck = torch.load(tmp_path / "orm" / "ckpt.pt", weights_only=True)
     ck["config"]["max_value"] = 99
     torch.save(ck, other := tmp_path / "orm_other_task.pt")
     r = run("eval.py", f"--ckpt={sft_ckpt}", "--beam=wide")
