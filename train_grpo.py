@@ -92,6 +92,7 @@ class GRPOConfig:
     clip_eps_high: float = 0.28           # dapo: the upper clip bound (clip-higher), >= clip_eps
     overlong_cache: int = 16              # dapo: over the last this-many tokens before max_new_tokens the reward falls
     max_refills: int = 4                  # dapo: extra sampling rounds that replace groups with no signal
+    max_samples: int = 0                  # stop once this many completions are sampled, refills included (0: iters)
     loss_agg: str = ""                    # "": the algorithm's own (table above); token-mean, seq-mean, seq-sum-const
     kl_coef: float = 0.0                  # k3 KL to the start in the loss (GRPO paper: 0.04; Dr.GRPO, DAPO: 0)
     ent_coef: float = 0.0                 # linear schedule ent_coef -> ent_coef_end (entropy bonus)
@@ -120,7 +121,8 @@ class GRPOConfig:
               "choose from token-mean, seq-mean, seq-sum-const")
         check(self.algo != "gspo" or self.loss_agg in ("", "seq-mean"), f"algo=gspo has one ratio per answer: it "
               f"cannot use loss_agg={self.loss_agg} (leave it, or seq-mean)")
-        check(self.overlong_cache >= 0 and self.max_refills >= 0, "overlong_cache and max_refills must be >= 0")
+        check(self.overlong_cache >= 0 and self.max_refills >= 0 and self.max_samples >= 0,
+              "overlong_cache, max_refills and max_samples must be >= 0")
         check(self.group_size >= 2, f"group_size must be >= 2 for a group baseline (got {self.group_size}): "
                                     "a group of one is its own baseline and has no signal")
         check(self.algo != "reinforce" or (self.epochs == 1 and self.kl_coef == 0),
@@ -243,9 +245,11 @@ def train(cfg: GRPOConfig) -> dict:
     ddp = distributed.wrap(policy, world)                      # no critic, no RM; DDP averages gradients over ranks
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
     start, wall_before, before = 0, 0.0, None         # before: the start's held-out stats
+    sampled = 0                                        # completions sampled so far (DAPO's refills included)
     if cfg.resume:                                     # the same stage with the same settings, or one line
         ck = resume(run.checked_resume(stage_config(task, task_seed, cfg)), run.ckpt, tok, policy, optimizer)
         start, wall_before = ck["step"], ck["extra"]["wall_seconds"]
+        sampled = ck["extra"].get("samples", start * cfg.batch_size)
         before = ck["extra"].get("before") or {"accuracy": ck["extra"]["accuracy_before"]}   # an older checkpoint
     log = run.start() if main else None                 # every check has passed: now the folder may change
     if main:
@@ -254,13 +258,14 @@ def train(cfg: GRPOConfig) -> dict:
 
     def evaluate(it):        # accuracy, format and reasoning rates, response length of greedy answers
         stats = evaluate_and_show(policy, tok, test, it, cfg.show_samples, stats=True)
-        log.log(step=it, **stats, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
+        log.log(step=it, **stats, samples=sampled, wall=wall_before + time.time() - t0)
         return stats
 
     if before is None and main:
         before = evaluate(0)
     after = {k: v for k, v in log.find("accuracy").items() if k in before} if main else None   # the latest evaluation
     gen = torch.Generator(device=device)
+    last = start                                       # the last iteration run
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=name, disable=not main)
     for it in bar:
         frac = it / max(1, cfg.iters - 1)
@@ -285,8 +290,10 @@ def train(cfg: GRPOConfig) -> dict:
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
         s = update(ddp, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
+        sampled += cfg.batch_size + refill * world
+        last = it + 1
         row = distributed.all_mean(dict(                                      # averaged over ranks
-            step=it + 1, samples=(it + 1) * cfg.batch_size, reward=rewards.mean().item(), refill_samples=refill,
+            step=it + 1, samples=sampled, reward=rewards.mean().item(), refill_samples=refill,
             train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
             steps_per_answer=b.n_steps.mean().item(), sampled_length=b.completion_mask.sum(1).float().mean().item(),
             worked=sum(shows_work(t) for t in b.texts) / len(b.texts),                           # measured only
@@ -297,10 +304,13 @@ def train(cfg: GRPOConfig) -> dict:
             continue
         log.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
-        if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters:
+        budget_spent = 0 < cfg.max_samples <= sampled
+        if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters or budget_spent:
             after = evaluate(it + 1)
-            extra = {"wall_seconds": wall_before + time.time() - t0, "before": before}
+            extra = {"wall_seconds": wall_before + time.time() - t0, "before": before, "samples": sampled}
             run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg), extra=extra)
+        if budget_spent:
+            break
 
     distributed.cleanup()
     if not main:
@@ -318,8 +328,8 @@ def train(cfg: GRPOConfig) -> dict:
                **{f"{k}_{when}": s.get(k, float("nan"))            # nan: not measured by an older checkpoint
                   for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length")
                   for when, s in (("before", before), ("after", after))},
-               "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
-               "samples": cfg.iters * cfg.batch_size, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
+               "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": last,
+               "samples": sampled, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: {name} held-out accuracy {before['accuracy']:.1%} -> {after['accuracy']:.1%} in {wall:.0f}s "
           f"-> {cfg.out_dir}/")

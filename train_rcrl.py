@@ -1,6 +1,7 @@
 """Stage 3c — return-conditioned RL (RCRL): learn from every sample, right or wrong, by telling the model which it is.
 
     python train_rcrl.py                     # from out/sft/ckpt.pt -> out/rcrl/
+    python train_rcrl.py --condition=False   # the control: the same loop with no tag (fine-tune on every sample)
     torchrun --nproc_per_node=2 train_rcrl.py --device=cpu   # DDP, as train_expert_iteration.py
 
 One iteration (decision-transformer style, as compared by Havrilla et al. 2024; also "reward-conditioned" SFT, Lu et
@@ -49,6 +50,7 @@ class RCRLConfig:
     epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-4
+    condition: bool = True                # False: the untagged control, fine-tuning on every sample with no tag
     eval_problems: int = 256
     show_samples: int = 2
     device: str = "auto"
@@ -72,6 +74,7 @@ def train(cfg: RCRLConfig) -> dict:
 
     policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
     good, bad = tok.special_ids["<|correct|>"], tok.special_ids["<|incorrect|>"]
+    ask = [good] if cfg.condition else []                       # what a held-out prompt starts with
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     policy.activation_checkpointing = cfg.activation_checkpointing
@@ -88,20 +91,21 @@ def train(cfg: RCRLConfig) -> dict:
         # ---- 1. sample group_size per problem, asking for a correct answer once the model knows the tag
         problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, cfg.seed * 1_000_003 + it,
                                     {"outcome": 1.0}, cfg.max_new_tokens, cfg.temperature, gen,
-                                    prefix=[good] if it > 0 else [], rank=rank, world=world)
+                                    prefix=ask if it > 0 else [], rank=rank, world=world)
         samples += len(problems) * world                  # this rank sampled its share of the problems
         # ---- 2. tag every sample with its return; 3. fine-tune on all of them
-        examples = distributed.all_gather([([good if c else bad] + q, a) for (q, a), c in      # all ranks' samples
-                                           zip(encode_pairs(tok, zip(problems, b.texts)), b.correct.tolist())])
+        tags = [[good if c else bad] if cfg.condition else [] for c in b.correct.tolist()]
+        examples = distributed.all_gather([(t + q, a) for (q, a), t in                          # all ranks' samples
+                                           zip(encode_pairs(tok, zip(problems, b.texts)), tags)])
         losses = finetune(ddp, optimizer, tok, examples, cfg.epochs, cfg.batch_size, step=it, dtype=cfg.dtype)
         train_acc = distributed.mean(b.correct.mean().item())   # over all ranks' samples
         if not main:
             continue
-        acc = evaluate_and_show(policy, tok, test, it + 1, cfg.show_samples, prefix=[good])
+        acc = evaluate_and_show(policy, tok, test, it + 1, cfg.show_samples, prefix=ask)
         log.log(step=it + 1, samples=samples, train_accuracy=train_acc,
                 loss=sum(losses) / len(losses), accuracy=acc, wall=time.time() - t0)
         run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg),
-                 extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before, "prefix": [good]})
+                 extra={"wall_seconds": time.time() - t0, "accuracy_before": acc_before, "prefix": ask})
 
     distributed.cleanup()
     if not main:
@@ -113,7 +117,7 @@ def train(cfg: RCRLConfig) -> dict:
                 title=f"return-conditioned RL: held-out accuracy {acc_before:.1%} -> {acc:.1%}", x="samples")
     summary = {"algo": "rcrl", "accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "samples": samples,
-               "prefix": [good], "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
+               "prefix": ask, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: RCRL held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")
     return summary

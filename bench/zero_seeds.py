@@ -8,11 +8,10 @@ kept, not re-run. The base is shared (pretrained once, with its defaults, if mis
 from __future__ import annotations
 
 import os
-import statistics
 from dataclasses import dataclass
 
 from nanoreason.config import parse_args, run_main, run_stage
-from nanoreason.report import before_after, write_table
+from nanoreason.report import before_after, mean_sd, write_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("accuracy", "format_rate", "worked_rate", "reasoning_rate", "response_length")
@@ -32,9 +31,7 @@ def main(c: ZeroSeedsConfig):
                                out_dir=os.path.join(c.out_dir, f"seed{seed}"), seed=seed)
 
     def cell(key, fmt):
-        xs = [r[key] for r in runs.values()]
-        spread = f" ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else ""
-        return f"{statistics.mean(xs):{fmt}}{spread}"
+        return mean_sd([r[key] for r in runs.values()], fmt)
 
     pct = ".1%"
     lines = [f"Pure RL from `{c.init_from}` (`python train_zero.py`, defaults), seeds {c.seeds}: mean ± standard "

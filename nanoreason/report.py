@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 
 
 class JsonlLogger:
@@ -61,6 +62,12 @@ def before_after(summary: dict, keys=ANSWER_STATS) -> str:
     (rates as percentages, the response length in tokens), joined by " | "."""
     fmt = lambda k, v: f"{v:.1f}" if k == "response_length" else f"{v:.1%}"  # noqa: E731
     return " | ".join(f"{fmt(k, summary[k + '_before'])} → {fmt(k, summary[k + '_after'])}" for k in keys)
+
+
+def mean_sd(xs: list[float], fmt: str = ".1%") -> str:
+    """A table cell for one figure over seeds: "mean ± sample standard deviation" (only the mean for one seed)."""
+    spread = f" ± {statistics.stdev(xs):{fmt.lstrip('+')}}" if len(xs) > 1 else ""
+    return f"{statistics.mean(xs):{fmt}}{spread}"
 
 
 def write_summary(path: str, summary: dict):

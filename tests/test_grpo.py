@@ -92,21 +92,34 @@ def test_bad_input_is_one_clear_line(args, message, entry):
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
-def test_compare_algorithms_writes_a_table_for_every_algorithm(sft_ckpt, tmp_path):
-    """Three kinds of arm (a critic, a tagged prompt, the SFT control); every script's own run is tested elsewhere."""
-    r = subprocess.run([sys.executable, "bench/compare_algorithms.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}",
-                        "--samples=64", "--k=2", "--eval_problems=8", "--algos=ppo,rcrl,sft_control"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+def test_compare_algorithms_writes_a_table_for_every_algorithm_and_keeps_finished_runs(sft_ckpt, tmp_path):
+    """Three kinds of arm (a critic, a tagged prompt, the SFT control); every script's own run is tested elsewhere.
+    A second call with another seed trains only that seed."""
+    def bench(*args):
+        return subprocess.run([sys.executable, "bench/compare_algorithms.py", f"--init_from={sft_ckpt}",
+                               f"--out_dir={tmp_path}", "--samples=64", "--k=8", "--eval_problems=8",
+                               "--sample_problems=4", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = bench("--algos=ppo,rcrl,sft_control", "--seeds=0")
     assert r.returncode == 0, r.stderr[-3000:]
-    runs = json.load(open(tmp_path / "results.json"))
+    runs = json.load(open(tmp_path / "results.json"))["runs"]
     assert set(runs) == {"start (SFT)", "ppo", "rcrl", "sft_control"}
-    assert "| sft_control |" in open(tmp_path / "table.md").read()
-    assert all(0 <= x["pass@2"] <= 1 and x["maj@1"] <= 1 for x in runs.values())
-    assert all(x["samples"] == 64 for n, x in runs.items() if n != "start (SFT)")
-    assert (tmp_path / "accuracy_vs_samples.png").exists() and "| ppo |" in open(tmp_path / "table.md").read()
-    r = subprocess.run([sys.executable, "bench/compare_algorithms.py", "--algos=ppo,dpo"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "unknown algorithm 'dpo'" in r.stderr
+    assert all(0 <= x["pass@1"] <= x["pass@2"] <= x["pass@8"] <= 1 and 0 <= x["maj@1"] <= 1 and 0 <= x["maj@8"] <= 1
+               for rs in runs.values() for x in rs)
+    assert all(x["samples"] == 64 for n, rs in runs.items() if n != "start (SFT)" for x in rs)
+    assert (tmp_path / "compare.png").exists() and "| sft_control |" in open(tmp_path / "table.md").read()
+    kept = (tmp_path / "ppo" / "seed0" / "ckpt.pt").stat().st_mtime
+    r = bench("--algos=ppo", "--seeds=0,1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "ppo" / "seed0" / "ckpt.pt").stat().st_mtime == kept         # kept, not trained again
+    runs = json.load(open(tmp_path / "results.json"))["runs"]
+    assert [x["seed"] for x in runs["ppo"]] == [0, 1] and " ± " in open(tmp_path / "table.md").read()
+    r = bench("--algos=ppo", "--seeds=0", "--samples=128")                            # other settings: one line
+    assert r.returncode == 2 and "move it away" in r.stderr, r.stderr[-2000:]
+    for args, message in ((["--algos=ppo,dpo"], "unknown algorithm 'dpo'"), (["--k=12"], "k must be a power of 2"),
+                          (["--seeds=a"], "seeds must be comma-separated integers")):
+        r = subprocess.run([sys.executable, "bench/compare_algorithms.py", *args], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
 def test_dynamic_sampling_drops_groups_without_signal_and_refills_from_fresh_prompts():
