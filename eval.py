@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import torch
 
 from nanoreason import reward_models as rm
-from nanoreason.checkpoint import load_model, task_of
+from nanoreason.checkpoint import load_model, task_of, with_data
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import accuracy
 from nanoreason.report import plot_curves, write_table
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
-from nanoreason.tasks import extract_answer, make_problems
+from nanoreason.tasks import check_data, extract_answer, make_problems
 from nanoreason.training import pick_device
 
 
@@ -45,12 +45,15 @@ class EvalConfig:
                                           # maximal marginal relevance (relevance: PRM or ORM score), the `mmr`
                                           # top-scored (relevance alone) and the first `mmr` (plain sampling)
     eval_problems: int = 256
+    data: str = ""                        # a GSM8K-format file whose held-out problems to use ("": the policy's task)
+    test_data: str = ""                   # ... its held-out problems from this file instead ("": a fixed 20% of data)
     max_new_tokens: int = 64
     out_dir: str = "out/eval"             # writes <out_dir>/<policy dir>_k<k>.json
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self):
+        check_data(self.data, self.test_data)
         try:
             self.ns = [int(x) for x in self.best_of.split(",") if x.strip()]
         except ValueError:
@@ -86,7 +89,7 @@ def main(c: EvalConfig):
     task, task_seed = task_of(ckpt.get("config", {}))
     rms = {name: rm.load_reward_model(path, name, tok, device, task) for name, path in (("orm", c.orm_ckpt),
                                                                                        ("prm", c.prm_ckpt)) if path}
-    test = make_problems(c.eval_problems, "test", task_seed, task)
+    test = make_problems(c.eval_problems, "test", task_seed, with_data(task, c.data, c.test_data))
     prefix = ckpt.get("extra", {}).get("prefix", [])            # return-conditioned policies ask for <|correct|>
 
     torch.manual_seed(c.seed)

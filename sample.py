@@ -14,7 +14,7 @@ import torch
 from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import solve
-from nanoreason.tasks import check_steps, extract_answer, make_problems, split_steps, task_from_config
+from nanoreason.tasks import check_steps, extract_answer, is_step, lines_before_answer, make_problems, task_from_config
 
 
 @dataclass
@@ -47,10 +47,12 @@ def main(cfg: SampleConfig):
         for c in solve(model, tok, [question] * cfg.num_samples, **opts):
             verdicts = check_steps(problem, c) if problem else None
             print("-" * 60)
+            steps = iter(verdicts or [])
+            before = len(lines_before_answer(c))
             for i, line in enumerate(c.split("\n")):
                 mark = ""
-                if verdicts is not None and i < len(split_steps(c)):
-                    mark = "   <- step ok" if verdicts[i] else "   <- step WRONG"
+                if verdicts is not None and i < before and is_step(line, problem.gsm8k):
+                    mark = "   <- step ok" if next(steps) else "   <- step WRONG"
                 print(f"  {line}{mark}")
             if problem:
                 got = extract_answer(c)

@@ -30,7 +30,7 @@ from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rollouts import keep_verified, sample_groups
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems
+from nanoreason.tasks import check_data, make_problems
 from nanoreason.training import DTYPES, encode_pairs, finetune, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -40,6 +40,8 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 class EIConfig:
     out_dir: str = "out/expert_iteration"
     init_from: str = "out/sft/ckpt.pt"    # the start; trained with the default SFT config if missing
+    data: str = ""                        # a GSM8K-format .jsonl/.parquet to train and test on ("": the start's task)
+    test_data: str = ""                   # ... and its held-out problems ("": a fixed 20% of --data)
     seed: int = 0
     iters: int = 8
     prompts_per_iter: int = 256
@@ -57,6 +59,7 @@ class EIConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check_data(self.data, self.test_data)
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.group_size >= 1, f"group_size (samples per problem) must be >= 1, got {self.group_size}")
         check(self.iters > 0 and self.prompts_per_iter > 0 and self.epochs > 0 and self.batch_size > 0,
@@ -72,7 +75,7 @@ def train(cfg: EIConfig) -> dict:
     main = rank == 0                                                   # only rank 0 evaluates and writes files
     run = RunDir(cfg.out_dir, "expert_iteration", inputs=[cfg.init_from])   # checks only, before any work
 
-    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, SFT_SCRIPT, cfg.data, cfg.test_data)
     t0 = time.time()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     policy.activation_checkpointing = cfg.activation_checkpointing

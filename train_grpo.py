@@ -56,7 +56,7 @@ from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import cat_batches, completion_forward, sample_groups, select
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import check_steps, make_problems, shows_work
+from nanoreason.tasks import check_data, check_steps, make_problems, shows_work
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 ALGOS = ("grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce", "reinforce_pp")
@@ -70,6 +70,8 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 class GRPOConfig:
     out_dir: str = "out/grpo"
     init_from: str = "out/sft/ckpt.pt"    # the start; trained with the default SFT config if missing
+    data: str = ""                        # a GSM8K-format .jsonl/.parquet to train and test on ("": the start's task)
+    test_data: str = ""                   # ... and its held-out problems ("": a fixed 20% of --data)
     scratch: bool = False                 # "pure RL": random weights of init_from's shape, with its tokenizer and task
                                           # (a model that never saw a solution)
     seed: int = 0
@@ -107,6 +109,7 @@ class GRPOConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check_data(self.data, self.test_data)
         self.weights = parse_weights(self.rewards)
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
@@ -234,7 +237,7 @@ def train(cfg: GRPOConfig) -> dict:
           "in one process")
 
     # ---- build: policy, frozen start (for the KL term), optimizer
-    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, SFT_SCRIPT, cfg.data, cfg.test_data)
     if cfg.scratch:                                  # keep the tokenizer and the task, forget the weights
         policy = GPT(policy.cfg).to(device)
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device, task) if cfg.prm_ckpt else None   # a learned PRM
@@ -266,6 +269,8 @@ def train(cfg: GRPOConfig) -> dict:
     after = {k: v for k, v in log.find("accuracy").items() if k in before} if main else None   # the latest evaluation
     gen = torch.Generator(device=device)
     last = start                                       # the last iteration run
+    if 0 < cfg.max_samples <= sampled:                 # a resumed run that had spent its budget
+        start = cfg.iters
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=name, disable=not main)
     for it in bar:
         frac = it / max(1, cfg.iters - 1)
@@ -290,7 +295,7 @@ def train(cfg: GRPOConfig) -> dict:
         # ---- group advantages, then the update
         adv = advantages(rewards, cfg)
         s = update(ddp, ref, optimizer, b, adv, cfg, temp, linear(cfg.ent_coef, cfg.ent_coef_end, frac), it)
-        sampled += cfg.batch_size + refill * world
+        sampled += cfg.batch_size + refill            # refills: DAPO, which runs in one process
         last = it + 1
         row = distributed.all_mean(dict(                                      # averaged over ranks
             step=it + 1, samples=sampled, reward=rewards.mean().item(), refill_samples=refill,
@@ -300,11 +305,13 @@ def train(cfg: GRPOConfig) -> dict:
             reasoning=sum(any(check_steps(p, t)) for p, t in zip(problems, b.texts)) / len(problems),
             **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
             temperature=temp, wall=wall_before + time.time() - t0))
+        budget_spent = 0 < cfg.max_samples <= sampled  # every rank stops at the same iteration
         if not main:
+            if budget_spent:
+                break
             continue
         log.log(**row)
         bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
-        budget_spent = 0 < cfg.max_samples <= sampled
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters or budget_spent:
             after = evaluate(it + 1)
             extra = {"wall_seconds": wall_before + time.time() - t0, "before": before, "samples": sampled}

@@ -26,7 +26,7 @@ from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems
+from nanoreason.tasks import check_data, make_problems
 from nanoreason.training import DTYPES, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -36,6 +36,8 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 class ORMConfig:
     out_dir: str = "out/orm"
     init_from: str = "out/sft/ckpt.pt"    # the policy whose answers are judged; trained first if missing
+    data: str = ""                        # a GSM8K-format .jsonl/.parquet to train and test on ("": the start's task)
+    test_data: str = ""                   # ... and its held-out problems ("": a fixed 20% of --data)
     seed: int = 0
     problems: int = 512                   # training problems
     group_size: int = 4                   # sampled answers per problem
@@ -52,6 +54,7 @@ class ORMConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check_data(self.data, self.test_data)
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.readout in rm.READOUTS, f"unknown readout {self.readout!r}; choose from {', '.join(rm.READOUTS)}")
         check(self.references >= 0, f"references must be >= 0, got {self.references}")
@@ -65,7 +68,7 @@ def train(cfg: ORMConfig) -> dict:
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
     run = RunDir(cfg.out_dir, "orm", inputs=[cfg.init_from])   # checks only, before any work
-    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, SFT_SCRIPT, cfg.data, cfg.test_data)
     t0 = time.time()
     # ---- data: the policy's own answers, labelled by their final answer
     train_problems = distributed.shard(make_problems(cfg.problems, "train", cfg.seed + 1, task), rank, world, "problems")

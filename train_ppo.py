@@ -35,7 +35,7 @@ from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems
+from nanoreason.tasks import check_data, make_problems
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -45,6 +45,8 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 class PPOConfig:
     out_dir: str = "out/ppo"
     init_from: str = "out/sft/ckpt.pt"    # the start; trained with the default SFT config if missing
+    data: str = ""                        # a GSM8K-format .jsonl/.parquet to train and test on ("": the start's task)
+    test_data: str = ""                   # ... and its held-out problems ("": a fixed 20% of --data)
     seed: int = 0
     # rewards
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (e.g. "outcome=1,steps=0.2")
@@ -85,6 +87,7 @@ class PPOConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check_data(self.data, self.test_data)
         self.weights = parse_weights(self.rewards)
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose from {', '.join(SHAPINGS)}")
@@ -158,7 +161,7 @@ def train(cfg: PPOConfig) -> dict:
     run = RunDir(cfg.out_dir, "ppo", resume=cfg.resume, inputs=[cfg.init_from, cfg.prm_ckpt])   # checks only
 
     # ---- build: policy (+ value head), frozen reference, critic, optimizer
-    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, SFT_SCRIPT, cfg.data, cfg.test_data)
     t0 = time.time()                                   # PPO's own wall time (the automatic SFT not included)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     critic = policy if cfg.critic == "shared" else copy.deepcopy(policy)

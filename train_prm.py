@@ -30,7 +30,7 @@ from nanoreason.checkpoint import load_start, stage_config
 from nanoreason.config import check, parse_args, run_main
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import make_problems
+from nanoreason.tasks import check_data, make_problems
 from nanoreason.training import DTYPES, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -40,6 +40,8 @@ SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft
 class PRMConfig:
     out_dir: str = "out/prm"
     init_from: str = "out/sft/ckpt.pt"    # the policy whose answers are judged; trained first if missing
+    data: str = ""                        # a GSM8K-format .jsonl/.parquet to train and test on ("": the start's task)
+    test_data: str = ""                   # ... and its held-out problems ("": a fixed 20% of --data)
     seed: int = 0
     labels: str = "oracle"                # oracle, mc_hard, mc_soft, perturbed
     mc_n: int = 8                         # completions per step prefix for the Monte-Carlo labels
@@ -58,6 +60,7 @@ class PRMConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory
 
     def __post_init__(self):
+        check_data(self.data, self.test_data)
         check(self.dtype in DTYPES, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         check(self.readout in rm.READOUTS, f"unknown readout {self.readout!r}; choose from {', '.join(rm.READOUTS)}")
         check(self.references >= 0, f"references must be >= 0, got {self.references}")
@@ -73,7 +76,7 @@ def train(cfg: PRMConfig) -> dict:
     rank, world, device = distributed.setup(pick_device(cfg.device))   # world = 1 unless started by torchrun
     main = rank == 0                                                   # only rank 0 evaluates and writes files
     run = RunDir(cfg.out_dir, "prm", inputs=[cfg.init_from])   # checks only, before any work
-    policy, tok, task, task_seed = load_start(cfg.init_from, device, make_with=SFT_SCRIPT)
+    policy, tok, task, task_seed = load_start(cfg.init_from, device, SFT_SCRIPT, cfg.data, cfg.test_data)
     t0 = time.time()
     log = run.start() if main else None           # every check has passed: now the folder may change
     # ---- data: step labels for the policy's own answers (or for corrupted reference solutions)

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from itertools import islice
 
 import torch
 from tqdm import tqdm
@@ -29,7 +30,7 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.pretrained import load_gpt2
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rundir import RunDir
-from nanoreason.tasks import TaskConfig, load_gsm8k, make_problems, stream
+from nanoreason.tasks import TaskConfig, check_data, file_problems, make_problems, stream
 from nanoreason.tokenizer import PATTERNS, Tokenizer
 from nanoreason.training import DTYPES, clip_gradients, cosine_lr, make_optimizer, pick_device, sft_backward, sft_batch
 
@@ -44,8 +45,10 @@ class SFTConfig:
     max_value: int = TaskConfig.max_value
     max_factor: int = TaskConfig.max_factor
     ops: str = TaskConfig.ops
-    gsm8k_train: str = ""          # a local GSM8K .jsonl/.parquet to train on instead of generated problems
-    gsm8k_test: str = ""           # ... and to evaluate on
+    data: str = ""                 # a local GSM8K-format .jsonl/.parquet to train on instead of generated problems
+    test_data: str = ""            # ... and its held-out problems ("": a fixed 20% of --data, never trained on)
+    gsm8k_train: str = ""          # the older spellings of --data and --test_data
+    gsm8k_test: str = ""
     # tokenizer and model
     vocab_size: int = 512          # BPE tokens, before the special tokens
     numbers: str = "digits"        # digits: "23" is "2","3"; whole: a number's digits may merge into one token
@@ -80,6 +83,11 @@ class SFTConfig:
     device: str = "auto"
 
     def __post_init__(self):
+        check(not (self.gsm8k_train and self.data) and not (self.gsm8k_test and self.test_data),
+              "--gsm8k_train/--gsm8k_test are the older names of --data/--test_data: give one of each")
+        self.data, self.test_data = self.data or self.gsm8k_train, self.test_data or self.gsm8k_test
+        self.gsm8k_train = self.gsm8k_test = ""
+        check_data(self.data, self.test_data)
         check(not (self.resume and self.init_from), "use either --resume or --init_from, not both")
         check(not (self.gpt2_dir and self.init_from), "use either --gpt2_dir or --init_from, not both")
         check(self.time_limit >= 0, f"time_limit must be >= 0, got {self.time_limit}")
@@ -100,7 +108,8 @@ class SFTConfig:
         self.model_config(self.vocab_size + 3)
 
     def task(self) -> TaskConfig:
-        return TaskConfig(self.min_steps, self.max_steps, self.max_value, self.max_factor, self.ops)
+        return TaskConfig(self.min_steps, self.max_steps, self.max_value, self.max_factor, self.ops, self.data,
+                          self.test_data)
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
@@ -116,26 +125,17 @@ def repeat_a_step(p, rng: random.Random):
 
 def data(cfg: SFTConfig):
     """(train_batch(step) -> problems, test problems, corpus text for the tokenizer)."""
-    if cfg.gsm8k_train:
-        train = load_gsm8k(cfg.gsm8k_train)
-        test = load_gsm8k(cfg.gsm8k_test) if cfg.gsm8k_test else train[:cfg.eval_problems]
+    task = cfg.task()
+    test = make_problems(cfg.eval_problems, "test", cfg.seed, task)
 
-        def draw(step):
-            rng = random.Random(f"{cfg.seed}:{step}")
-            return [rng.choice(train) for _ in range(cfg.batch_size)]
-        corpus = train
-    else:
-        test = make_problems(cfg.eval_problems, "test", cfg.seed, cfg.task())
-
-        def draw(step):                                  # a deterministic batch per step: resuming needs no replay
-            it = stream("train", seed=cfg.seed * 1_000_003 + step, cfg=cfg.task())
-            batch = [next(it) for _ in range(cfg.batch_size)]
-            if cfg.repeat_step_prob:
-                rng = random.Random(f"{cfg.seed}:{step}:repeat")
-                batch = [repeat_a_step(p, rng) if rng.random() < cfg.repeat_step_prob else p for p in batch]
-            return batch
-        it = stream("train", seed=cfg.seed - 1, cfg=cfg.task())
-        corpus = [next(it) for _ in range(4000)]
+    def draw(step):                                      # a deterministic batch per step: resuming needs no replay
+        it = stream("train", seed=cfg.seed * 1_000_003 + step, cfg=task)
+        batch = [next(it) for _ in range(cfg.batch_size)]
+        if cfg.repeat_step_prob:
+            rng = random.Random(f"{cfg.seed}:{step}:repeat")
+            batch = [repeat_a_step(p, rng) if rng.random() < cfg.repeat_step_prob else p for p in batch]
+        return batch
+    corpus = file_problems(task, "train") if task.data else list(islice(stream("train", cfg.seed - 1, task), 4000))
     text = "\n".join(prompt_text(p.question) + p.solution for p in corpus)
 
     def train_batch(step):                               # --answers_only: the same batch, without its worked steps

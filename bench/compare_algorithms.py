@@ -71,8 +71,9 @@ def run_algo(name: str, seed: int, d: str, c: CompareConfig) -> dict:
     if name == "ppo":
         return run_stage(f"{ROOT}/train_ppo.py", **common, iters=iters, batch_size=64, eval_interval=max(1, iters // 2))
     if name in GROUP:                                         # DAPO stops when its refills have spent the budget
+        own = dict(epochs=2, clip_eps=3e-4) if name == "gspo" else {}   # GSPO's ratio differs from 1 only off-policy
         return run_stage(f"{ROOT}/train_grpo.py", **common, algo=name, iters=iters, prompts_per_iter=16,
-                         group_size=4, eval_interval=max(1, iters // 2), max_samples=c.samples)
+                         group_size=4, eval_interval=max(1, iters // 2), max_samples=c.samples, **own)
     if name in ("expert_iteration", "rcrl"):                  # iterations of (up to) 256 problems x 4 samples
         n = max(1, c.samples // 1024)
         return run_stage(f"{ROOT}/train_{name}.py", **common, iters=n, prompts_per_iter=c.samples // (4 * n),
@@ -97,8 +98,9 @@ def score(ckpt: str, prefix, test, seed: int, c: CompareConfig) -> dict:
 
 def scored(d: str, ckpt: str, prefix, test, seed: int, c: CompareConfig) -> dict:
     """score(), kept in d/score.json with the settings it was made with; made again if they differ."""
-    path, how = os.path.join(d, "score.json"), dict(k=c.k, temperature=c.temperature, seed=seed,
-                                                     eval_problems=c.eval_problems, sample_problems=c.sample_problems)
+    path = os.path.join(d, "score.json")
+    how = dict(k=c.k, temperature=c.temperature, seed=seed, eval_problems=c.eval_problems,
+               sample_problems=c.sample_problems, ckpt=ckpt, made=os.path.getmtime(ckpt))
     if os.path.isfile(path):
         kept = json.load(open(path))
         if kept.get("settings") == how:

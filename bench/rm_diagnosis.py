@@ -103,7 +103,7 @@ def main(c: RMDiagnosisConfig):
               "random per distinct text": group([zlib.crc32(f"{c.seed}:{t}".encode()) / 2 ** 32 for t in texts]),
               "shortest answer": group([1 / (1 + len(tok.encode(t))) for t in texts])}     # > 0, for the vote
     length = [len(tok.encode(t)) for t in texts]
-    n_steps = [len(split_steps(t)) for t in texts]
+    n_steps = [len(split_steps(t, p.gsm8k)) for p, t in zip(reps, texts)]
     flat_right = [float(r) for rr in right for r in rr]
 
     share_right = sum(flat_right) / len(flat_right)

@@ -82,8 +82,9 @@ def check_compatible(path: str, ckpt: dict, model_cfg: GPTConfig | None = None, 
 
 def stage_config(task: TaskConfig, task_seed: int, cfg) -> dict:
     """What a stage saves as its checkpoint's config: its own settings, the task it trained on, and the task's seed
-    (it fixes the held-out test set) under its own key — a stage's own --seed must not move the next stage's test set."""
-    return {**dataclasses.asdict(task), **dataclasses.asdict(cfg), "task_seed": task_seed}
+    (it fixes the held-out test set) under its own key — a stage's own --seed must not move the next stage's test set.
+    The task's fields come last: a stage's empty --data means "the start's task", which is what it trained on."""
+    return {**dataclasses.asdict(cfg), **dataclasses.asdict(task), "task_seed": task_seed}
 
 
 def task_of(config: dict) -> tuple[TaskConfig, int]:
@@ -91,11 +92,18 @@ def task_of(config: dict) -> tuple[TaskConfig, int]:
     return task_from_config(config), config.get("task_seed", config.get("seed", 0))
 
 
-def load_start(path: str, device="cpu", make_with: str | None = None):
-    """A stage's start: (policy, tokenizer, task config, task seed) from a policy checkpoint. If there is none and
-    `make_with` names the stage script that makes it (train_sft.py for the RL stages), that script runs first with its
-    defaults and `--out_dir` set to the checkpoint's folder (and says so), so `python train_<rl>.py` works on a
-    fresh clone."""
+def with_data(task: TaskConfig, data: str = "", test_data: str = "") -> TaskConfig:
+    """`task`, or with --data given the problems of that GSM8K-format file instead (and of --test_data held out)."""
+    if test_data and not data:
+        raise ConfigError("test_data needs data (the GSM8K-format file to train on)")
+    return dataclasses.replace(task, data=data, test_data=test_data) if data else task
+
+
+def load_start(path: str, device="cpu", make_with: str | None = None, data: str = "", test_data: str = ""):
+    """A stage's start: (policy, tokenizer, task config, task seed) from a policy checkpoint; the task is the one the
+    start trained on, or the file `data` (`with_data`). If there is none and `make_with` names the stage script that
+    makes it (train_sft.py for the RL stages), that script runs first with its defaults and `--out_dir` set to the
+    checkpoint's folder (and says so), so `python train_<rl>.py` works on a fresh clone."""
     if not os.path.exists(path) and make_with:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError(f"{path}: no such checkpoint; under torchrun make it first: python "
@@ -106,7 +114,8 @@ def load_start(path: str, device="cpu", make_with: str | None = None):
     if tok.n_vocab != policy.cfg.vocab_size:
         raise ConfigError(f"{path}: its tokenizer has {tok.n_vocab} tokens but its model expects "
                           f"{policy.cfg.vocab_size}: the tokenizer does not match the model")
-    return (policy, tok, *task_of(ckpt.get("config", {})))
+    task, task_seed = task_of(ckpt.get("config", {}))
+    return policy, tok, with_data(task, data, test_data), task_seed
 
 
 def continued_sft_settings(path: str) -> dict:

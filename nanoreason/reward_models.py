@@ -42,7 +42,7 @@ from nanoreason.model import GPT
 from nanoreason.rl import masked_mean, token_logprobs
 from nanoreason.rewards import step_end_tokens
 from nanoreason.rollouts import collect
-from nanoreason.tasks import Problem, check_steps, extract_answer, split_steps, stream
+from nanoreason.tasks import Problem, check_steps, extract_answer, is_step, lines_before_answer, split_steps, stream
 from nanoreason.tokenizer import Tokenizer
 from nanoreason.training import minibatch_epochs
 
@@ -57,7 +57,7 @@ def encode(tok: Tokenizer, problem: Problem, text: str):
     """(prompt ids, completion ids + eot, index in the completion of each step's end token)."""
     q = tok.encode(prompt_text(problem.question))
     body = tok.encode(text)
-    ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body])
+    ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body], problem.gsm8k)
     return q, body + [tok.eot_id], ends
 
 
@@ -199,10 +199,11 @@ def mc_hits(policy: GPT, tok: Tokenizer, items, n: int, temperature: float = 1.0
     plus steps 1..k; returns, per item and step, the n outcomes (1 = reached the right answer)."""
     queries, owners = [], []
     for i, (p, t) in enumerate(items):
-        steps = split_steps(t)
-        for k in range(1, len(steps) + 1):
-            queries += [(p, p.question.strip() + "\n" + "\n".join(steps[:k]))] * n   # solve() adds the last newline
-            owners.append(i)
+        lines = [ln for ln in lines_before_answer(t) if ln.strip()]
+        for k, line in enumerate(lines):             # the text up to and including each step (prose kept)
+            if is_step(line, p.gsm8k):
+                queries += [(p, p.question.strip() + "\n" + "\n".join(lines[:k + 1]))] * n   # solve() adds a newline
+                owners.append(i)
     texts = solve(policy, tok, [q for _, q in queries], max_new_tokens=max_new_tokens, greedy=False,
                   temperature=temperature) if queries else []
     right = [float(extract_answer(t) == p.answer) for (p, _), t in zip(queries, texts)]
@@ -222,7 +223,9 @@ def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
     steps after it are cut) with labels [1, ..., 1, 0]."""
     rng, out = random.Random(seed), []
     for p in problems:
-        steps = split_steps(p.solution)
+        steps = split_steps(p.solution, p.gsm8k)
+        if not steps:                                  # GSM8K: a solution without an annotated step
+            continue
         out.append((p, p.solution, [1.0] * len(steps)))
         k = rng.randrange(len(steps))
         m = re.search(r"=(-?\d+)>>(-?\d+)", steps[k])
@@ -236,7 +239,7 @@ def perturbed_examples(problems, seed: int = 0) -> list[tuple]:
 def reference_examples(task, n: int, seed: int, kind: str) -> list[tuple]:
     """The reference solutions of `n` training problems as positive examples: exact and free (no sampling), they
     teach the verifier what a right step looks like."""
-    return [(p, p.solution, [1.0] if kind == "orm" else [1.0] * len(split_steps(p.solution)))
+    return [(p, p.solution, [1.0] if kind == "orm" else [1.0] * len(split_steps(p.solution, p.gsm8k)))
             for p in islice(stream("train", seed, task), n)]
 
 

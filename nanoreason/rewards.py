@@ -14,7 +14,7 @@ import re
 import torch
 
 from nanoreason.config import ConfigError
-from nanoreason.tasks import Problem, check_steps, extract_answer
+from nanoreason.tasks import Problem, check_steps, extract_answer, is_step
 
 REWARD_NAMES = ("outcome", "format", "steps")
 SHAPINGS = ("none", "clip", "delta", "clip+delta")
@@ -83,8 +83,9 @@ def compound_reward(problem: Problem, completion: str, weights: dict[str, float]
     return seq, steps
 
 
-def step_end_tokens(token_bytes: list[bytes]) -> list[int]:
-    """Index of the token that ends each step (a `split_steps` line: non-empty, before the `####` line), in order."""
+def step_end_tokens(token_bytes: list[bytes], prose: bool = False) -> list[int]:
+    """Index of the token that ends each step (a `split_steps` line: non-empty, before the `####` line; with `prose`,
+    real GSM8K text, only a line with a calculator annotation), in order."""
     ends, total = [], 0
     for b in token_bytes:                          # ends[i] = byte offset just past token i
         total += len(b)
@@ -95,7 +96,7 @@ def step_end_tokens(token_bytes: list[bytes]) -> list[int]:
         text = line.decode("utf-8", errors="replace").strip()
         if text.startswith("####"):
             break
-        if text:                                   # the token holding the newline (or the last token)
+        if is_step(text, prose):                   # the token holding the newline (or the last token)
             out.append(next((i for i, e in enumerate(ends) if e > end), len(ends) - 1))
     return out
 

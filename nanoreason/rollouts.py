@@ -53,13 +53,14 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
     learned = step_scorer(problems, texts) if step_scorer is not None and weights.get("steps") else [None] * len(texts)
     for i, (p, comp, body, text) in enumerate(zip(problems, comps, bodies, texts)):
         seq, steps = compound_reward(p, text, weights, shaping, step_r=learned[i])
-        ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body]) if steps else []
+        ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body], p.gsm8k) if steps else []
         scores[i, :len(comp)] = token_rewards(seq, steps, ends, len(comp))
     dev = ids.device
     return Batch(r, ids, mask, r.prompt.shape[1], r.completion_mask.float(), scores.to(dev),
                  torch.tensor([outcome_reward(p, t) for p, t in zip(problems, texts)], device=dev),
                  torch.tensor([format_reward(t) for t in texts], device=dev),
-                 torch.tensor([float(len(split_steps(t))) for t in texts], device=dev), texts)
+                 torch.tensor([float(len(split_steps(t, p.gsm8k))) for p, t in zip(problems, texts)], device=dev),
+                 texts)
 
 
 def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, seed: int, weights: dict,
@@ -105,12 +106,18 @@ def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
                  [t for b in batches for t in b.texts][:limit])
 
 
+def every_step_right(p, text: str) -> bool:
+    """The step oracle accepts every step (on GSM8K text there must be one: prose alone checks nothing)."""
+    v = check_steps(p, text)
+    return all(v) and (bool(v) or not p.gsm8k)
+
+
 def keep_verified(problems, texts, correct, verify: str = "outcome") -> list[tuple]:
     """The accepted (problem, completion) pairs — right final answer (`verify="outcome"`), and every step right too
     (`verify="steps"`) — each distinct completion of a problem once (expert iteration, sequence-level distillation)."""
     kept, seen = [], set()
     for p, t, c in zip(problems, texts, correct):
-        ok = bool(c) and (verify == "outcome" or all(check_steps(p, t)))
+        ok = bool(c) and (verify == "outcome" or every_step_right(p, t))
         if ok and (p.question, t) not in seen:
             seen.add((p.question, t))
             kept.append((p, t))

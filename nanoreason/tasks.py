@@ -16,11 +16,14 @@ on either. No function here ever calls `eval`: annotations are parsed by the sma
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import random
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import islice
 
 from nanoreason.config import ConfigError
 
@@ -44,12 +47,13 @@ class Problem:
     solution: str          # GSM8K form: one step per line with <<a+b=c>>, last line "#### N"
     answer: int
     steps: tuple = field(default_factory=tuple)   # tuple[Step, ...]
+    gsm8k: bool = False    # real GSM8K text: prose lines are not steps; check_steps grounds words and units (below)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # A tiny exact arithmetic parser (never eval): numbers, + - * /, parentheses, unary minus. Returns a Fraction.
 
-_TOKEN = re.compile(r"\s*(?:(\d[\d,]*\.?\d*|\.\d+)|(.))")
+_TOKEN = re.compile(r"\s*(?:(\d[\d,]*\.?\d*|\.\d+)|(//|.))")
 
 
 def _num(s: str) -> Fraction:
@@ -57,12 +61,13 @@ def _num(s: str) -> Fraction:
 
 
 def parse_arith(expr: str) -> Fraction:
-    """Exact value of an arithmetic expression like "48/2+3"; raises ValueError on anything else."""
+    """Exact value of an arithmetic expression like "48/2+3" (also unary + and -, and // as GSM8K's calculator, which
+    was Python, reads it); raises ValueError on anything else."""
     toks = []
     for num, ch in _TOKEN.findall(expr.strip()):
         if num:
             toks.append(_num(num))
-        elif ch in "+-*/()":
+        elif ch in ("+", "-", "*", "/", "//", "(", ")"):
             toks.append(ch)
         elif ch.strip():
             raise ValueError(f"unexpected character {ch!r} in {expr!r}")
@@ -80,9 +85,9 @@ def parse_arith(expr: str) -> Fraction:
 
     def atom():
         t = peek()
-        if t == "-":
+        if t in ("-", "+"):
             eat()
-            return -atom()
+            return -atom() if t == "-" else atom()
         if t == "(":
             eat()
             v = expression()
@@ -95,14 +100,15 @@ def parse_arith(expr: str) -> Fraction:
 
     def term():
         v = atom()
-        while peek() in ("*", "/"):
-            if eat() == "*":
+        while peek() in ("*", "/", "//"):
+            op = eat()
+            if op == "*":
                 v = v * atom()
             else:
                 d = atom()
                 if d == 0:
                     raise ValueError(f"division by zero in {expr!r}")
-                v = v / d
+                v = v / d if op == "/" else Fraction(v // d)
         return v
 
     def expression():
@@ -120,7 +126,7 @@ def parse_arith(expr: str) -> Fraction:
 
 
 _NUMBER = re.compile(r"(?<![\d.])\d[\d,]*(?:\.\d+)?|(?<![\d])\.\d+")
-_ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 
 
 def numbers_in(text: str) -> list[Fraction]:
@@ -153,15 +159,25 @@ def extract_answer(text: str) -> int | None:
     return -value if m.group(1) else value
 
 
-def split_steps(completion: str) -> list[str]:
-    """The reasoning steps of a completion: its non-empty lines before the first `####` line."""
-    steps = []
+def lines_before_answer(completion: str) -> list[str]:
+    """The lines of a completion before its first `####` line."""
+    out = []
     for line in completion.split("\n"):
         if line.strip().startswith("####"):
             break
-        if line.strip():
-            steps.append(line)
-    return steps
+        out.append(line)
+    return out
+
+
+def is_step(line: str, prose: bool = False) -> bool:
+    """Whether a line before the answer is a reasoning step: any non-empty line; with `prose` (real GSM8K text) only
+    a line with a calculator annotation `<<expr=r>>`; the others are prose, neither right nor wrong."""
+    return bool(line.strip()) and (not prose or ANNOTATION.search(line) is not None)
+
+
+def split_steps(completion: str, prose: bool = False) -> list[str]:
+    """The reasoning steps of a completion (`is_step` lines before the first `####` line)."""
+    return [line for line in lines_before_answer(completion) if is_step(line, prose)]
 
 
 _CALCULATION = re.compile(r"\d\s*[-+*/×−]\s*\$?\(?\d[\d\s+\-*/×−().,$]*=\s*\$?-?\d")   # "15-3=12", "15-3=<<15-3=12>>12"
@@ -175,6 +191,43 @@ def shows_work(completion: str) -> bool:
     return any(_CALCULATION.search(line) for line in split_steps(completion))
 
 
+# Real GSM8K writes some numbers as words and uses everyday constants without stating them.
+WORD_NUMBERS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+WORD_NUMBERS.update({w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)})
+WORD_NUMBERS.update(hundred=100, thousand=1000, million=10**6, half=2, halve=2, halves=2, twice=2, double=2, pair=2,
+                    triple=3, thrice=3, third=3, quarter=4, fourth=4, quadruple=4, fifth=5, sixth=6, seventh=7,
+                    eighth=8, ninth=9, tenth=10, dozen=12)
+UNITS = {"%": (100,), "percent": (100,), "cent": (100,), "dollar": (100,), "second": (60,), "minute": (60,),
+         "hour": (60, 24), "day": (24, 7, 30, 365), "week": (7, 52), "month": (12, 30), "year": (12, 52, 365),
+         "decade": (10,), "century": (100,), "inch": (12,), "foot": (12, 3), "feet": (12, 3), "yard": (3, 36),
+         "ounce": (16,), "pound": (16,), "quart": (4,), "gallon": (4, 128), "meter": (100, 1000), "kilogram": (1000,)}
+
+
+_WORDS = set(WORD_NUMBERS) | set(UNITS)
+
+
+def everyday_numbers(text: str) -> set[Fraction]:
+    """The numbers a GSM8K question gives without digits: number words ("three", "twenty-five", "two hundred",
+    "twice", "half", "a dozen") and the constants of the units it names (60 for minutes, 100 for a percentage)."""
+    words = [w[:-1] if w.endswith("s") and w[:-1] in _WORDS else w for w in re.findall(r"[a-z]+|%", text.lower())]
+    out = set()
+    for i, w in enumerate(words):
+        out.update(UNITS.get(w, ()))
+        if w in WORD_NUMBERS:
+            out.add(WORD_NUMBERS[w])
+            nxt = WORD_NUMBERS.get(words[i + 1]) if i + 1 < len(words) else None
+            if nxt is not None and 20 <= WORD_NUMBERS[w] <= 90 and nxt < 10:
+                out.add(WORD_NUMBERS[w] + nxt)                                   # twenty-five
+            if nxt in (100, 1000) and WORD_NUMBERS[w] < 100:
+                out.add(WORD_NUMBERS[w] * nxt)                                   # two hundred
+    return {Fraction(x) for x in out}
+
+
+_OPERATION = re.compile(r"[\d)]\s*(?:[-+*/]|//)\s*[-+(]*\s*[\d.(]")         # "a+b", "3*(": not a bare "=24"
+
+
 def check_steps(problem: Problem, completion: str) -> list[bool]:
     """One verdict per step (see `split_steps`) of `completion` — the oracle process reward.
 
@@ -186,14 +239,29 @@ def check_steps(problem: Problem, completion: str) -> list[bool]:
          *correct* step of this completion, or a constant the reference uses without stating it (GSM8K's 60 minutes).
     A line without an annotation is incorrect (it computes nothing that can be checked). A correct step repeated
     is still correct: that is exactly what a summed process reward can be hacked with (Gao et al. 2024).
+
+    On real GSM8K text (`problem.gsm8k`), written by people, the same rule with four allowances, so that the gold
+    solutions pass while a wrong result still fails (`bench/gsm8k_oracle.py` measures both):
+      a. a line without an annotation is prose, not a step: no verdict (`split_steps(..., prose=True)` agrees);
+      b. grounding also accepts number words and the constants of the units the question names
+         (`everyday_numbers`), and a reference result the completion has already written on an earlier line, even
+         in prose ("The wife took 60 cookies." then "200-60=<<200-60=140>>140");
+      c. an annotation that only restates a number (`<<24=24>>24`) computes nothing: its number must be relevant and
+         already known or written on an earlier line;
+      d. a compound expression is checked as a whole: its value, not its intermediate values, must be relevant.
+    An annotation that does not parse is a failed step, never an exception.
     """
     ref_results = {s.result for s in problem.steps}
-    stated = set(numbers_in(problem.question))
+    stated = set(numbers_in(problem.question)) | (everyday_numbers(problem.question) if problem.gsm8k else set())
     constants = {x for s in problem.steps for x in s.operands} - ref_results - stated
     known = stated | constants
+    written = set()                          # GSM8K: numbers on earlier lines, prose included
     verdicts = []
-    for line in split_steps(completion):
-        annotations = _ANNOTATION.findall(line)
+    for line in lines_before_answer(completion):
+        if not is_step(line, problem.gsm8k):
+            written.update(numbers_in(line))
+            continue
+        annotations = ANNOTATION.findall(line)
         ok = bool(annotations)
         produced = []
         for expr, claimed in annotations:
@@ -202,10 +270,14 @@ def check_steps(problem: Problem, completion: str) -> list[bool]:
             except ValueError:
                 ok = False
                 break
-            ok = ok and value == claim and value in ref_results and all(x in known for x in numbers_in(expr))
+            restated = problem.gsm8k and not _OPERATION.search(expr)
+            grounded = all(x in known or (problem.gsm8k and x in ref_results and x in written)
+                           for x in ([value] if restated else numbers_in(expr)))
+            ok = ok and value == claim and value in ref_results and grounded
             produced.append(value)
         if ok:
             known.update(produced)
+        written.update(numbers_in(line))
         verdicts.append(ok)
     return verdicts
 
@@ -239,6 +311,8 @@ class TaskConfig:
     max_value: int = 20       # every quantity (start, operands, intermediate results) stays in [0, max_value]
     max_factor: int = 5       # multipliers and divisors are drawn from [2, max_factor]
     ops: str = "+-*"          # "/" (exact division) is there to add: --ops=+-*/
+    data: str = ""            # a local GSM8K-format file (.jsonl/.parquet): its problems, not generated ones
+    test_data: str = ""       # ... held out: this file's problems ("": a fixed 20% of `data`, by a hash of the question)
 
     def __post_init__(self):
         if not (1 <= self.min_steps <= self.max_steps):
@@ -250,10 +324,25 @@ class TaskConfig:
             raise ConfigError(f"max_factor must be in [2, max_value/2], got {self.max_factor}")
         if not self.ops or set(self.ops) - set("+-*/") or len(set(self.ops)) != len(self.ops):
             raise ConfigError(f"ops must be a non-empty subset of '+-*/' without repeats, got {self.ops!r}")
+        if self.test_data and not self.data:
+            raise ConfigError("test_data needs data (the GSM8K-format file to train on)")
+
+
+def check_data(data: str, test_data: str = ""):
+    """A stage's --data/--test_data, checked before any work (a saved task's files are checked only when read, so a
+    checkpoint stays loadable after its files move)."""
+    if test_data and not data:
+        raise ConfigError("test_data needs data (the GSM8K-format file to train on)")
+    for name, path in (("data", data), ("test_data", test_data)):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"--{name}={path}: no such file")
 
 
 def task_from_config(d: dict) -> TaskConfig:
-    """The TaskConfig a stage was trained on, from the `config` dict saved in its checkpoint."""
+    """The TaskConfig a stage was trained on, from the `config` dict saved in its checkpoint (an older SFT run names
+    its GSM8K files gsm8k_train and gsm8k_test)."""
+    if d.get("gsm8k_train") and not d.get("data"):
+        d = {**d, "data": d["gsm8k_train"], "test_data": d.get("gsm8k_test", "")}
     return TaskConfig(**{k: d[k] for k in TaskConfig.__dataclass_fields__ if k in d})
 
 
@@ -307,8 +396,26 @@ def signature(p: Problem) -> str:
 
 
 def is_test(p: Problem, test_fraction: float = 0.2) -> bool:
-    h = int.from_bytes(hashlib.sha256(signature(p).encode()).digest()[:8], "big")
+    """Whether a problem is held out: by the hash of its arithmetic (generated), or of its question (from a file)."""
+    key = p.question if p.gsm8k else signature(p)
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
     return h / 2**64 < test_fraction
+
+
+@functools.lru_cache(maxsize=8)
+def _read(path: str, mtime: float) -> tuple:
+    return tuple(load_gsm8k(path))
+
+
+def file_problems(cfg: TaskConfig, split: str) -> list[Problem]:
+    """The `split` problems of a file-backed task: test_data's, or the held-out 20% of data (`is_test`) and the rest."""
+    read = lambda path: _read(path, os.path.getmtime(path))            # noqa: E731  (read once per file version)
+    if cfg.test_data:
+        return list(read(cfg.test_data if split == "test" else cfg.data))
+    problems = [p for p in read(cfg.data) if is_test(p) == (split == "test")]
+    if not problems:
+        raise ConfigError(f"{cfg.data}: no {split} problems in its fixed 20% held-out slice; give --test_data")
+    return problems
 
 
 def make_problems(n: int, split: str = "train", seed: int = 0, cfg: TaskConfig | None = None) -> list[Problem]:
@@ -316,6 +423,9 @@ def make_problems(n: int, split: str = "train", seed: int = 0, cfg: TaskConfig |
     to test iff the hash of its arithmetic falls in the test bucket, so the splits cannot overlap whatever the seeds."""
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    if cfg is not None and cfg.data:          # a file: the test problems in its order (the same for every seed)
+        return file_problems(cfg, split)[:n] if split == "test" else list(islice(stream(split, seed, cfg),
+                                                                               min(n, len(file_problems(cfg, split)))))
     out, seen, misses = [], set(), 0
     for p in stream(split, seed, cfg):
         if len(out) == n:
@@ -336,6 +446,10 @@ def stream(split: str = "train", seed: int = 0, cfg: TaskConfig | None = None):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     cfg = cfg or TaskConfig()
     rng = random.Random(f"{split}:{seed}")
+    if cfg.data:                              # a file: shuffled passes over its problems of this split
+        problems = file_problems(cfg, split)
+        while True:
+            yield from rng.sample(problems, len(problems))
     while True:
         p = make_problem(rng, cfg)
         if is_test(p) == (split == "test"):
@@ -357,7 +471,7 @@ def parse_gsm8k_answer(answer: str, where: str) -> tuple[str, int, tuple]:
     if value is None:
         raise ConfigError(f"{where}: field 'answer' has a malformed final line {lines[-1]!r} (want '#### <integer>')")
     steps = []
-    for expr, res in _ANNOTATION.findall(answer):
+    for expr, res in ANNOTATION.findall(answer):
         try:
             steps.append(parse_step(expr, res))
         except (ValueError, ZeroDivisionError):
@@ -414,5 +528,6 @@ def load_gsm8k(path: str) -> list[Problem]:
             if not isinstance(row[col], str):
                 raise ConfigError(f"{where}: field '{col}' must be text, got {row[col]!r}")
         solution, value, steps = parse_gsm8k_answer(row["answer"], where)
-        problems.append(Problem(question=row["question"].strip(), solution=solution, answer=value, steps=steps))
+        problems.append(Problem(question=row["question"].strip(), solution=solution, answer=value, steps=steps,
+                                gsm8k=True))
     return problems

@@ -22,7 +22,8 @@ from nanoreason.config import parse_args, run_main
 MARKED = re.compile(r"(<!-- table: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 IMAGES = {"out/ppo/ppo.png": "docs/img/ppo.png", "out/report.png": "docs/img/report.png",
           "out/zero/zero.png": "docs/img/zero.png", "out/base/base.png": "docs/img/base.png",
-          "out/zero_passk/passk.png": "docs/img/zero_passk.png", "out/eval/sft_k64.png": "docs/img/tts_seed0.png"}
+          "out/zero_passk/passk.png": "docs/img/zero_passk.png", "out/eval/sft_k64.png": "docs/img/tts_seed0.png",
+          "out/compare/compare.png": "docs/img/compare.png"}
 
 
 @dataclass

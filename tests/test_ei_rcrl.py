@@ -38,7 +38,8 @@ def run(script, *args):
 
 
 @pytest.mark.parametrize("script, extra", [("train_expert_iteration.py", ["--verify=steps"]),
-                                           ("train_expert_iteration.py", []), ("train_rcrl.py", [])])
+                                           ("train_expert_iteration.py", []), ("train_rcrl.py", []),
+                                           ("train_rcrl.py", ["--condition=False"])])
 def test_scripts_run_a_tiny_config(sft_ckpt, tmp_path, script, extra):
     r = run(script, f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2", "--prompts_per_iter=8",
             "--group_size=2", "--max_new_tokens=16", "--eval_problems=16", *extra)
@@ -47,6 +48,8 @@ def test_scripts_run_a_tiny_config(sft_ckpt, tmp_path, script, extra):
     assert s["samples"] == 2 * 8 * 2 and {"accuracy_before", "accuracy_after", "wall_seconds"} <= set(s)
     ck = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert ck["step"] == 2 and any(f.endswith(".png") for f in os.listdir(tmp_path))
+    if script == "train_rcrl.py":                     # held-out prompts ask for <|correct|>, except in the control
+        assert (s["prefix"] == []) == ("--condition=False" in extra) and ck["extra"]["prefix"] == s["prefix"]
 
 
 @pytest.mark.parametrize("script, args, message", [

@@ -46,7 +46,7 @@ def run_grpo(*args):
 
 
 @pytest.mark.parametrize("algo", [["--algo=grpo", "--kl_coef=0.04", "--epochs=2", "--minibatch_size=4"],
-                                  ["--dr_grpo"], ["--algo=rloo"], ["--algo=reinforce"], ["--algo=dapo"],
+                                  ["--dr_grpo"], ["--algo=rloo"], ["--algo=reinforce"], ["--algo=dapo", "--max_samples=6"],
                                   ["--algo=gspo", "--epochs=2", "--minibatch_size=3"],
                                   ["--algo=reinforce_pp", "--kl_coef=0.01"]])
 def test_grpo_script_runs_each_algorithm(sft_ckpt, tmp_path, algo):
@@ -54,10 +54,12 @@ def test_grpo_script_runs_each_algorithm(sft_ckpt, tmp_path, algo):
                  "--max_new_tokens=16", "--eval_problems=16", "--eval_interval=2", "--iters=2", *algo)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.load(open(tmp_path / "summary.json"))
-    assert s["samples"] == 2 * 2 * 3 and s["eval_problems"] == 16
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if "reward" in line]
-    assert len(rows) == 2 and all(0 <= row["zero_signal_groups"] <= 1 for row in rows)
+    iters = 1 if "--max_samples=6" in algo else 2                        # dapo: the budget is spent after one
+    assert len(rows) == iters == s["iters"] and all(0 <= row["zero_signal_groups"] <= 1 for row in rows)
     assert all(row["refill_samples"] % 3 == 0 for row in rows)           # whole groups of fresh prompts (dapo)
+    assert s["samples"] == iters * 2 * 3 + sum(row["refill_samples"] for row in rows) == rows[-1]["samples"]
+    assert s["eval_problems"] == 16
 
 
 def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
@@ -86,6 +88,8 @@ def test_grpo_resume_continues_the_log(sft_ckpt, tmp_path):
     (["--algo=dapo", "--group_size=1"], "group_size must be >= 2"),
     (["--rewards=outcome=much"], "reward weight for 'outcome' must be a number"),
     (["--shaping=square"], "unknown shaping 'square'"),
+    (["--data=nope.jsonl"], "--data=nope.jsonl: no such file"),
+    (["--test_data=tests/data/gsm8k_tiny.jsonl"], "test_data needs data"),
 ])
 def test_bad_input_is_one_clear_line(args, message, entry):
     r = entry("train_grpo.py", *args)

@@ -29,6 +29,11 @@ MERGES = [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "w")]
 
 @pytest.fixture
 def gpt2_dir(tmp_path):
+    return make_gpt2_dir(tmp_path, n_positions=256)
+
+
+def make_gpt2_dir(tmp_path, n_positions: int):
+    """A small random GPT-2 written by transformers itself, with a byte-level BPE of 4 merges, in `tmp_path`."""
     chars = byte_chars()
     # tiktoken's rank order for single bytes: printable non-space bytes by value, then the rest by value
     order = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
@@ -40,7 +45,7 @@ def gpt2_dir(tmp_path):
     (tmp_path / "vocab.json").write_text(json.dumps(vocab))
     (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in MERGES))
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=len(vocab), n_positions=256, n_embd=32, n_layer=2, n_head=2)
+    cfg = transformers.GPT2Config(vocab_size=len(vocab), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2)
     transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
     return tmp_path
 
@@ -98,3 +103,29 @@ def test_sft_starts_from_gpt2_weights(gpt2_dir, tmp_path):
                         "--max_new_tokens=8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]                           # ... and PPO runs on from it
     assert load_model(str(tmp_path / "ppo" / "ckpt.pt"))[1].eot_id == 260
+
+
+def test_the_gsm8k_recipe_runs_end_to_end(tmp_path):
+    """README's GPU recipe at tiny scale on CPU: GPT-2 weights from a local directory -> SFT on a GSM8K file -> GRPO
+    with the outcome reward -> eval.py on the held-out file; every stage keeps the GSM8K task of the one before."""
+    import subprocess
+    import sys
+
+    from nanoreason.checkpoint import load_checkpoint
+    from tests.conftest import ROOT
+    gsm8k = f"{ROOT}/tests/data/gsm8k_tiny.jsonl"
+    weights = make_gpt2_dir(tmp_path / "gpt2", n_positions=512)
+
+    def run(script, *args):
+        r = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+    run("train_sft.py", f"--gpt2_dir={weights}", f"--data={gsm8k}", f"--test_data={gsm8k}", "--block_size=512",
+        "--iters=2", "--batch_size=2", "--eval_interval=2", "--eval_problems=2", "--max_new_tokens=8",
+        f"--out_dir={tmp_path / 'sft'}")
+    run("train_grpo.py", f"--init_from={tmp_path / 'sft' / 'ckpt.pt'}", f"--out_dir={tmp_path / 'grpo'}", "--iters=1",
+        "--prompts_per_iter=1", "--group_size=2", "--minibatch_size=2", "--eval_problems=2", "--max_new_tokens=8")
+    run("eval.py", f"--ckpt={tmp_path / 'grpo' / 'ckpt.pt'}", "--k=2", "--best_of=1,2", "--eval_problems=2",
+        "--max_new_tokens=8", f"--out_dir={tmp_path / 'eval'}")
+    assert load_checkpoint(str(tmp_path / "grpo" / "ckpt.pt"))["config"]["data"] == gsm8k       # the task carried on
+    report = json.loads((tmp_path / "eval" / "grpo_k2.json").read_text())
+    assert report["eval_problems"] == 2 and 0 <= report["table"]["maj@1 (greedy)"] <= 1

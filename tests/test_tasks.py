@@ -103,6 +103,7 @@ def test_load_gsm8k_jsonl_and_parquet(tmp_path):
     ([{"question": "q", "answer": "so the answer is 2"}], "line 1: field 'answer' must end with a '#### N' line"),
     ([{"question": "q", "answer": "x\n#### two"}], "line 1: field 'answer' has a malformed final line"),
     ([{"answer": "#### 2"}], "missing field 'question'"),
+    ([{"question": "q", "answer": "x\n#### 4.5"}], "line 1: field 'answer' has a malformed final line"),   # not whole
 ])
 def test_load_gsm8k_bad_files_name_file_line_and_field(tmp_path, rows, message):
     path = tmp_path / "bad.jsonl"
@@ -115,3 +116,88 @@ def test_load_gsm8k_bad_files_name_file_line_and_field(tmp_path, rows, message):
 def test_load_gsm8k_missing_file():
     with pytest.raises(ConfigError, match="no such file"):
         load_gsm8k("/nonexistent/gsm8k.jsonl")
+
+
+def gsm8k_problem():
+    """A GSM8K-style gold solution with the habits of real data: a prose line, a number written as words ("half",
+    "Sixteen"), a percentage's 100, a restated number and a unary plus."""
+    from nanoreason.tasks import parse_gsm8k_answer
+    q = ("Sixteen boys and some girls came. Half of the boys brought a gift. The girls are 25% of the boys. "
+         "How many children brought a gift or are girls?")
+    answer = ("Let g be the number of girls.\n"                                         # prose: no verdict
+              "Half of 16 is 16/2 = <<16/2=8>>8 boys with gifts.\n"                   # "Sixteen" and "half"
+              "The girls are 25/100*16 = <<25/100*16=4>>4.\n"                           # the 100 of "25%"
+              "So g = <<4=4>>4.\n"                                                    # a restatement
+              "Together <<+8+4=12>>12.\n#### 12")
+    solution, value, steps = parse_gsm8k_answer(answer, "test")
+    return Problem(q, solution, value, steps, gsm8k=True)
+
+
+@pytest.mark.parametrize("completion, verdicts", [
+    (None, [True, True, True, True]),                                                 # the gold solution
+    ("I add them up.\nTogether 8+4=<<8+4=12>>12.\n#### 12", [False]),                # 8 and 4 never stated
+    ("Half of 16 is 16/2 = <<16/2=9>>9.\n#### 9", [False]),                           # a wrong result
+    ("Half of 16 is 16/2 = <<16/2=8>>8.\nThe girls are 4.\nTogether 8+4 = <<8+4=12>>12.\n#### 12",
+     [True, True]),                                                                   # 4 written in prose first
+    ("Half of 16 is 16/2 = <<16/2=8>>8.\n8+1 = <<8+1=9>>9\n#### 9", [True, False]),  # 9 is no quantity we need
+    ("Half of 16 is <<16/2 8>>8.\n<<16/=8>>8\n#### 8", [False]),                      # unparseable: failed, no error
+])
+def test_check_steps_on_gsm8k_text(completion, verdicts):
+    """Real GSM8K rules (`Problem.gsm8k`): prose lines are not steps; words and units ground numbers; a wrong result
+    still fails; split_steps and step_end_tokens count the same steps."""
+    from nanoreason.rewards import step_end_tokens
+    from nanoreason.tasks import split_steps
+    p = gsm8k_problem()
+    text = p.solution if completion is None else completion
+    assert check_steps(p, text) == verdicts
+    assert len(split_steps(text, prose=True)) == len(verdicts)
+    lines = text.split("\n")
+    assert len(step_end_tokens([(ln + "\n").encode() for ln in lines], prose=True)) == len(verdicts)
+
+
+def test_parse_arith_reads_unary_plus_and_floor_division():
+    assert parse_arith("+12.5+25+16.5") == 54 and parse_arith("3*+6") == 18 and parse_arith("180//3") == 60
+    assert parse_arith("7//2") == 3 and parse_arith("-7//2") == -4
+    with pytest.raises(ValueError):
+        parse_arith("7///2")
+
+
+def test_synthetic_problems_keep_the_strict_rule():
+    """The prose allowance is for GSM8K text only: on our task a line with nothing to check is a wrong step."""
+    assert check_steps(problem_12_5_3(), "I think so\n12+5=<<12+5=17>>17\n#### 17") == [False, True]
+    assert check_steps(load_gsm8k(FIXTURE)[0], "I think so\n48/2 = <<48/2=24>>24\n#### 24") == [True]
+
+
+def test_a_gold_annotation_that_does_not_parse_is_a_failed_step_not_an_error(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({"question": "Ann has 3 pens and buys 4.", "answer": "3+4=<<3+4=7>>7\n"
+                                "<<3+*4=7>>7\n#### 7"}) + "\n")
+    p = load_gsm8k(str(path))[0]
+    assert p.gsm8k and check_steps(p, p.solution) == [True, False]
+
+
+def test_gsm8k_files_as_a_task_and_an_older_checkpoint_config():
+    """--data problems: the test split is the file's, in its order; training streams shuffled passes over it; an SFT
+    checkpoint of before --data (gsm8k_train) still names its file."""
+    from itertools import islice
+
+    from nanoreason.tasks import stream, task_from_config
+    task = TaskConfig(data=FIXTURE, test_data=FIXTURE)
+    assert [p.answer for p in make_problems(3, "test", 0, task)] == [72, 10, 250]
+    assert make_problems(99, "test", 5, task) == load_gsm8k(FIXTURE)                  # capped at the file
+    assert sorted(p.answer for p in islice(stream("train", 1, task), 8)) == sorted([72, 10, 250, -5] * 2)
+    assert task_from_config({"gsm8k_train": FIXTURE, "gsm8k_test": "", "max_value": 20}).data == FIXTURE
+    with pytest.raises(ConfigError, match="no test problems in its fixed 20% held-out slice"):
+        make_problems(3, "test", 0, TaskConfig(data=FIXTURE))
+
+
+def test_verifying_steps_on_gsm8k_needs_a_checked_step():
+    """Expert iteration's --verify=steps: an answer of prose alone checks nothing and is not kept; the PRM's perturbed
+    examples skip a solution without an annotated step."""
+    from nanoreason.reward_models import perturbed_examples
+    from nanoreason.rollouts import keep_verified
+    p = gsm8k_problem()
+    kept = keep_verified([p, p], ["The answer is twelve.\n#### 12", p.solution], [True, True], "steps")
+    assert [t for _, t in kept] == [p.solution]
+    bare = Problem("q", "It is 5.\n#### 5", 5, (), gsm8k=True)
+    assert perturbed_examples([bare]) == []
