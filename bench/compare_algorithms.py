@@ -132,6 +132,12 @@ def table(runs: dict, c: CompareConfig) -> list[str]:
                      f"{mean_sd(xs('pass@1'), '.1%')} | {mean_sd(xs('pass@8'), '.1%')} | "
                      f"{mean_sd(xs(f'pass@{k}'), '.1%')} | {statistics.mean(xs('samples')):.0f} | "
                      f"{statistics.mean(xs('wall_seconds')):.0f} |")
+    lines += ["", "Differences beyond the spread: on maj@1, every seed of the first method above every seed of the others.", ""]
+    for name, rs in runs.items():
+        beaten = [other for other, theirs in runs.items() if other != name and
+                  min(r["maj@1"] for r in rs) > max(r["maj@1"] for r in theirs)]
+        if beaten:
+            lines.append(f"- {name} > {', '.join(beaten)}")
     return lines
 
 

@@ -29,8 +29,8 @@ from nanoreason.report import JsonlLogger, read_jsonl
 # what a stage writes into its folder; a fresh run moves these (and *.png, *.prev) into old/<time>/
 OUTPUTS = ("ckpt.pt", "metrics.jsonl", "summary.json", "tokenizer.json")
 # settings a --resume may change: the run's length and its logging; anything else would mix two runs into one
-RESUME_MAY_CHANGE = ("iters", "max_samples", "time_limit", "eval_interval", "show_samples", "resume", "out_dir", "device",
-                     "activation_checkpointing")
+RESUME_MAY_CHANGE = ("iters", "max_samples", "time_limit", "eval_interval", "show_samples", "resume", "out_dir",
+                     "device", "activation_checkpointing")
 
 _active = None        # the RunDir this process writes into: a NaN's message names its newest good checkpoint
 

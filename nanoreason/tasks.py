@@ -127,6 +127,7 @@ def parse_arith(expr: str) -> Fraction:
 
 _NUMBER = re.compile(r"(?<![\d.])\d[\d,]*(?:\.\d+)?|(?<![\d])\.\d+")
 ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+_BARE = re.compile(r"\s*-?(?:\d[\d,]*\.?\d*|\.\d+)\s*")                   # <<24=24>>: a number restated
 
 
 def numbers_in(text: str) -> list[Fraction]:
@@ -171,8 +172,9 @@ def lines_before_answer(completion: str) -> list[str]:
 
 def is_step(line: str, prose: bool = False) -> bool:
     """Whether a line before the answer is a reasoning step: any non-empty line; with `prose` (real GSM8K text) only
-    a line with a calculator annotation `<<expr=r>>`; the others are prose, neither right nor wrong."""
-    return bool(line.strip()) and (not prose or ANNOTATION.search(line) is not None)
+    a line with a calculator annotation that is more than a number restated (`<<3*4=12>>`, not `<<12=12>>`); the
+    others are prose, neither right nor wrong."""
+    return bool(line.strip()) and (not prose or any(not _BARE.fullmatch(e) for e, _ in ANNOTATION.findall(line)))
 
 
 def split_steps(completion: str, prose: bool = False) -> list[str]:
@@ -195,7 +197,8 @@ def shows_work(completion: str) -> bool:
 WORD_NUMBERS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen".split())}
-WORD_NUMBERS.update({w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)})
+TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+WORD_NUMBERS.update({w: 10 * i for i, w in enumerate(TENS, 2)})
 WORD_NUMBERS.update(hundred=100, thousand=1000, million=10**6, half=2, halve=2, halves=2, twice=2, double=2, pair=2,
                     triple=3, thrice=3, third=3, quarter=4, fourth=4, quadruple=4, fifth=5, sixth=6, seventh=7,
                     eighth=8, ninth=9, tenth=10, dozen=12)
@@ -225,9 +228,6 @@ def everyday_numbers(text: str) -> set[Fraction]:
     return {Fraction(x) for x in out}
 
 
-_OPERATION = re.compile(r"[\d)]\s*(?:[-+*/]|//)\s*[-+(]*\s*[\d.(]")         # "a+b", "3*(": not a bare "=24"
-
-
 def check_steps(problem: Problem, completion: str) -> list[bool]:
     """One verdict per step (see `split_steps`) of `completion` — the oracle process reward.
 
@@ -242,12 +242,13 @@ def check_steps(problem: Problem, completion: str) -> list[bool]:
 
     On real GSM8K text (`problem.gsm8k`), written by people, the same rule with four allowances, so that the gold
     solutions pass while a wrong result still fails (`bench/gsm8k_oracle.py` measures both):
-      a. a line without an annotation is prose, not a step: no verdict (`split_steps(..., prose=True)` agrees);
+      a. a line without an annotation (or with restatements only, c.) is prose, not a step: no verdict (`is_step`, which
+         `split_steps(..., prose=True)` and the step rewards share);
       b. grounding also accepts number words and the constants of the units the question names
          (`everyday_numbers`), and a reference result the completion has already written on an earlier line, even
          in prose ("The wife took 60 cookies." then "200-60=<<200-60=140>>140");
-      c. an annotation that only restates a number (`<<24=24>>24`) computes nothing: its number must be relevant and
-         already known or written on an earlier line;
+      c. an annotation that only restates a number (`<<24=24>>24`) computes nothing: on a line of its own it is
+         prose (a.); beside a calculation it needs the arithmetic and relevance checks only;
       d. a compound expression is checked as a whole: its value, not its intermediate values, must be relevant.
     An annotation that does not parse is a failed step, never an exception.
     """
@@ -270,9 +271,9 @@ def check_steps(problem: Problem, completion: str) -> list[bool]:
             except ValueError:
                 ok = False
                 break
-            restated = problem.gsm8k and not _OPERATION.search(expr)
-            grounded = all(x in known or (problem.gsm8k and x in ref_results and x in written)
-                           for x in ([value] if restated else numbers_in(expr)))
+            restated = problem.gsm8k and _BARE.fullmatch(expr) is not None
+            grounded = restated or all(x in known or (problem.gsm8k and x in ref_results and x in written)
+                                       for x in numbers_in(expr))
             ok = ok and value == claim and value in ref_results and grounded
             produced.append(value)
         if ok:
@@ -312,7 +313,7 @@ class TaskConfig:
     max_factor: int = 5       # multipliers and divisors are drawn from [2, max_factor]
     ops: str = "+-*"          # "/" (exact division) is there to add: --ops=+-*/
     data: str = ""            # a local GSM8K-format file (.jsonl/.parquet): its problems, not generated ones
-    test_data: str = ""       # ... held out: this file's problems ("": a fixed 20% of `data`, by a hash of the question)
+    test_data: str = ""       # ... held out: this file's ("": a fixed 20% of `data`, by a hash of the question)
 
     def __post_init__(self):
         if not (1 <= self.min_steps <= self.max_steps):

@@ -97,27 +97,28 @@ def test_bad_input_is_one_clear_line(args, message, entry):
 
 
 def test_compare_algorithms_writes_a_table_for_every_algorithm_and_keeps_finished_runs(sft_ckpt, tmp_path):
-    """Three kinds of arm (a critic, a tagged prompt, the SFT control); every script's own run is tested elsewhere.
-    A second call with another seed trains only that seed."""
+    """Three kinds of arm (a group method under a sample budget, a tagged prompt, the SFT control); every script's own
+    run is tested elsewhere. A second call with another seed trains only that seed."""
     def bench(*args):
         return subprocess.run([sys.executable, "bench/compare_algorithms.py", f"--init_from={sft_ckpt}",
                                f"--out_dir={tmp_path}", "--samples=64", "--k=8", "--eval_problems=8",
                                "--sample_problems=4", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    r = bench("--algos=ppo,rcrl,sft_control", "--seeds=0")
+    r = bench("--algos=dapo,rcrl,sft_control", "--seeds=0")
     assert r.returncode == 0, r.stderr[-3000:]
     runs = json.load(open(tmp_path / "results.json"))["runs"]
-    assert set(runs) == {"start (SFT)", "ppo", "rcrl", "sft_control"}
+    assert set(runs) == {"start (SFT)", "dapo", "rcrl", "sft_control"}
     assert all(0 <= x["pass@1"] <= x["pass@2"] <= x["pass@8"] <= 1 and 0 <= x["maj@1"] <= 1 and 0 <= x["maj@8"] <= 1
                for rs in runs.values() for x in rs)
-    assert all(x["samples"] == 64 for n, rs in runs.items() if n != "start (SFT)" for x in rs)
+    assert all(x["samples"] == 64 for n, rs in runs.items() if n not in ("start (SFT)", "dapo") for x in rs)
+    assert runs["dapo"][0]["samples"] >= 64                            # its refills count: it stops past the budget
     assert (tmp_path / "compare.png").exists() and "| sft_control |" in open(tmp_path / "table.md").read()
-    kept = (tmp_path / "ppo" / "seed0" / "ckpt.pt").stat().st_mtime
-    r = bench("--algos=ppo", "--seeds=0,1")
+    kept = (tmp_path / "rcrl" / "seed0" / "ckpt.pt").stat().st_mtime
+    r = bench("--algos=rcrl", "--seeds=0,1")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "ppo" / "seed0" / "ckpt.pt").stat().st_mtime == kept         # kept, not trained again
+    assert (tmp_path / "rcrl" / "seed0" / "ckpt.pt").stat().st_mtime == kept        # kept, not trained again
     runs = json.load(open(tmp_path / "results.json"))["runs"]
-    assert [x["seed"] for x in runs["ppo"]] == [0, 1] and " ± " in open(tmp_path / "table.md").read()
-    r = bench("--algos=ppo", "--seeds=0", "--samples=128")                            # other settings: one line
+    assert [x["seed"] for x in runs["rcrl"]] == [0, 1] and " ± " in open(tmp_path / "table.md").read()
+    r = bench("--algos=rcrl", "--seeds=0", "--samples=128")                           # other settings: one line
     assert r.returncode == 2 and "move it away" in r.stderr, r.stderr[-2000:]
     for args, message in ((["--algos=ppo,dpo"], "unknown algorithm 'dpo'"), (["--k=12"], "k must be a power of 2"),
                           (["--seeds=a"], "seeds must be comma-separated integers")):

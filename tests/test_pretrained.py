@@ -34,6 +34,7 @@ def gpt2_dir(tmp_path):
 
 def make_gpt2_dir(tmp_path, n_positions: int):
     """A small random GPT-2 written by transformers itself, with a byte-level BPE of 4 merges, in `tmp_path`."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     chars = byte_chars()
     # tiktoken's rank order for single bytes: printable non-space bytes by value, then the rest by value
     order = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]

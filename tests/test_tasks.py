@@ -127,14 +127,14 @@ def gsm8k_problem():
     answer = ("Let g be the number of girls.\n"                                         # prose: no verdict
               "Half of 16 is 16/2 = <<16/2=8>>8 boys with gifts.\n"                   # "Sixteen" and "half"
               "The girls are 25/100*16 = <<25/100*16=4>>4.\n"                           # the 100 of "25%"
-              "So g = <<4=4>>4.\n"                                                    # a restatement
+              "So g = <<4=4>>4.\n"                                                    # a restatement: prose
               "Together <<+8+4=12>>12.\n#### 12")
     solution, value, steps = parse_gsm8k_answer(answer, "test")
     return Problem(q, solution, value, steps, gsm8k=True)
 
 
 @pytest.mark.parametrize("completion, verdicts", [
-    (None, [True, True, True, True]),                                                 # the gold solution
+    (None, [True, True, True]),                                                       # the gold solution
     ("I add them up.\nTogether 8+4=<<8+4=12>>12.\n#### 12", [False]),                # 8 and 4 never stated
     ("Half of 16 is 16/2 = <<16/2=9>>9.\n#### 9", [False]),                           # a wrong result
     ("Half of 16 is 16/2 = <<16/2=8>>8.\nThe girls are 4.\nTogether 8+4 = <<8+4=12>>12.\n#### 12",
