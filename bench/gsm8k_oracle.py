@@ -82,7 +82,8 @@ def main(c: GSM8KOracleConfig):
             tried += 1
             caught += not check_steps(p, text)[k]
     n = len(problems)
-    lines = [f"`python bench/gsm8k_oracle.py --data={c.data}`: {n} problems.", "",
+    command = f"python bench/gsm8k_oracle.py --data={c.data}" + (f" --ckpt={c.ckpt}" if c.ckpt else "")
+    lines = [f"`{command}`: {n} problems.", "",
              "| | |", "|---|---|",
              f"| gold solutions judged right in every step | {gold_ok / n:.1%} ({gold_ok} of {n}) |",
              f"| gold steps judged right | {steps_ok / max(steps, 1):.1%} ({steps_ok} of {steps}) |",
