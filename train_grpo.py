@@ -306,16 +306,13 @@ def train(cfg: GRPOConfig) -> dict:
             **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
             temperature=temp, wall=wall_before + time.time() - t0))
         budget_spent = 0 < cfg.max_samples <= sampled  # every rank stops at the same iteration
-        if not main:
-            if budget_spent:
-                break
-            continue
-        log.log(**row)
-        bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
-        if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters or budget_spent:
-            after = evaluate(it + 1)
-            extra = {"wall_seconds": wall_before + time.time() - t0, "before": before, "samples": sampled}
-            run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg), extra=extra)
+        if main:
+            log.log(**row)
+            bar.set_postfix(reward=f"{row['reward']:.2f}", no_signal=f"{row['zero_signal_groups']:.2f}")
+            if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.iters or budget_spent:
+                after = evaluate(it + 1)
+                extra = {"wall_seconds": wall_before + time.time() - t0, "before": before, "samples": sampled}
+                run.save(policy, tok, optimizer, it + 1, stage_config(task, task_seed, cfg), extra=extra)
         if budget_spent:
             break
 

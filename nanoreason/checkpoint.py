@@ -93,10 +93,9 @@ def task_of(config: dict) -> tuple[TaskConfig, int]:
 
 
 def with_data(task: TaskConfig, data: str = "", test_data: str = "") -> TaskConfig:
-    """`task`, or with --data given the problems of that GSM8K-format file instead (and of --test_data held out)."""
-    if test_data and not data:
-        raise ConfigError("test_data needs data (the GSM8K-format file to train on)")
-    return dataclasses.replace(task, data=data, test_data=test_data) if data else task
+    """`task`, or with --data given the problems of that GSM8K-format file instead (and of --test_data held out;
+    TaskConfig refuses --test_data alone)."""
+    return dataclasses.replace(task, data=data, test_data=test_data) if data or test_data else task
 
 
 def load_start(path: str, device="cpu", make_with: str | None = None, data: str = "", test_data: str = ""):
