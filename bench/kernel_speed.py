@@ -142,11 +142,18 @@ def main(c: BenchConfig):
             res["peak_extra"] = measure_cpu_peak(c, v) - base
         rows[v] = res
     e = rows.get("eager")
+    # The least traffic forward + backward can make: read the logits, read them again, write their gradient (and the
+    # teacher's logits twice for a divergence). Achieved bandwidth = those bytes / time.
+    least = (5 if c.op in KINDS else 3) * c.N * c.V * torch.tensor([], dtype=getattr(torch, c.dtype)).element_size()
     lines = [f"{c.op}: N={c.N}, V={c.V}{f', C={c.C}' if c.op == 'linear' else ''}, {c.dtype}, {where}", "",
-             "| variant | fwd+bwd ms | x eager | peak extra MiB | x eager |", "|---|---|---|---|---|"]
+             "| variant | fwd+bwd ms | x eager | peak extra MiB | x eager | GB/s |", "|---|---|---|---|---|---|"]
     for v, r in rows.items():
+        gbs = "-" if c.op == "linear" else f"{least / r['time'] / 1e9:.0f}"
         lines.append(f"| {v} | {r['time'] * 1e3:.1f} | {r['time'] / e['time']:.2f} | {r['peak_extra'] / 2**20:.1f} | "
-                     f"{r['peak_extra'] / max(e['peak_extra'], 1):.2f} |")
+                     f"{r['peak_extra'] / max(e['peak_extra'], 1):.2f} | {gbs} |")
+    lines += ["", "GB/s: the least bytes forward + backward must move over the time: the logits read twice and their "
+              "gradient written once (a divergence also reads the teacher's twice); none for --op=linear, whose "
+              "fused twin never makes the logits."]
     write_table(os.path.join(c.out_dir, f"{c.op}_N{c.N}_V{c.V}_{c.dtype}.md"), lines)
 
 

@@ -52,7 +52,7 @@ class _TritonKL(torch.autograd.Function):
         scal = (1.0 / temperature, beta, *((math.log(beta), math.log1p(-beta)) if 0 < beta < 1 else (0.0, 0.0)))
         k._kl_fwd[(triton_cdiv(N, blocks[0]),)](s, t, out, lse_s, lse_t, aux, N, V, s.stride(0), *scal,
                                                 KIND=KINDS.index(kind), F64=dt == torch.float64,
-                                                BLOCK_N=blocks[0], BLOCK_V=blocks[1])
+                                                BLOCK_N=blocks[0], BLOCK_V=blocks[1], num_warps=blocks[2])
         ctx.save_for_backward(s, t, lse_s, lse_t, aux)
         ctx.args = (kind, scal, blocks)
         return out
@@ -61,12 +61,12 @@ class _TritonKL(torch.autograd.Function):
     def backward(ctx, g):
         from kernels import triton_kl as k
         s, t, lse_s, lse_t, aux = ctx.saved_tensors
-        kind, scal, (bn, bv) = ctx.args
+        kind, scal, (bn, bv, nw) = ctx.args
         N, V = s.shape
         ds = torch.empty_like(s)                                           # fresh buffer: inputs stay untouched
         k._kl_bwd[(triton_cdiv(N, bn),)](s, t, g.contiguous(), lse_s, lse_t, aux, ds, N, V, s.stride(0), *scal,
                                          KIND=KINDS.index(kind), F64=aux.dtype == torch.float64,
-                                         BLOCK_N=bn, BLOCK_V=bv)
+                                         BLOCK_N=bn, BLOCK_V=bv, num_warps=nw)
         return ds, None, None, None, None, None
 
 

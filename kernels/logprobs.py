@@ -179,9 +179,10 @@ class _Triton(torch.autograd.Function):
         N, V = x.shape
         dt = _compute_dtype(x)
         out, lse, ent = (torch.empty(N, dtype=dt, device=x.device) for _ in range(3))
-        bn, bv = blocks
+        bn, bv, nw = blocks
         k._fwd[(triton_cdiv(N, bn),)](x, y, out, lse, ent, N, V, x.stride(0), 1.0 / temperature, ignore_index,
-                                      F64=dt == torch.float64, ENTROPY=with_entropy, BLOCK_N=bn, BLOCK_V=bv)
+                                      F64=dt == torch.float64, ENTROPY=with_entropy, BLOCK_N=bn, BLOCK_V=bv,
+                                      num_warps=nw)
         ctx.save_for_backward(x, y, lse, ent)
         ctx.args = (temperature, ignore_index, blocks, with_entropy)
         return (out, ent) if with_entropy else out
@@ -190,13 +191,13 @@ class _Triton(torch.autograd.Function):
     def backward(ctx, g, gH=None):
         from kernels import triton_logprobs as k
         x, y, lse, ent = ctx.saved_tensors
-        temperature, ignore_index, (bn, bv), with_entropy = ctx.args
+        temperature, ignore_index, (bn, bv, nw), with_entropy = ctx.args
         N, V = x.shape
         dx = torch.empty_like(x)                                        # fresh buffer: never write the logits
         gH = gH.contiguous() if with_entropy else g                     # (unread without ENTROPY)
         k._bwd[(triton_cdiv(N, bn),)](x, y, g.contiguous(), lse, dx, gH, ent, N, V, x.stride(0), 1.0 / temperature,
                                       ignore_index, F64=lse.dtype == torch.float64, ENTROPY=with_entropy,
-                                      BLOCK_N=bn, BLOCK_V=bv)
+                                      BLOCK_N=bn, BLOCK_V=bv, num_warps=nw)
         return dx, None, None, None, None, None
 
 
@@ -206,19 +207,41 @@ def triton_ready(x) -> bool:
     if not x.is_cuda and not interpreted:
         raise RuntimeError("backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before the kernels are "
                            "first used (the CPU interpreter); use backend='chunked' or 'torch' on CPU")
+    require_triton((3, 0), "the Triton kernels")
     return interpreted
 
 
-def triton_blocks(x, V: int, block_n: int | None, block_v: int | None) -> tuple[int, int]:
-    """(rows, vocabulary columns) of one Triton tile for logits `x` with V columns: small tiles on the interpreter,
-    larger on a GPU; explicit sizes must be powers of 2. Raises first if the kernels cannot run on `x`."""
+def require_triton(minimum: tuple[int, int], feature: str) -> None:
+    """One line when the installed Triton is older than `minimum` for `feature` (tested on Triton 3.9)."""
+    import triton
+    have = tuple(int(p) for p in triton.__version__.split(".")[:2] if p.isdigit())
+    if have < minimum:
+        raise RuntimeError(f"{feature} need triton >= {'.'.join(map(str, minimum))}; this machine has triton "
+                           f"{triton.__version__} (pip install -U triton)")
+
+
+def triton_blocks(x, V: int, block_n: int | None, block_v: int | None) -> tuple[int, int, int]:
+    """(rows, vocabulary columns, warps) of one Triton program for logits `x` with V columns. On a GPU: one row and
+    up to 4096 columns a program (2048 in fp64), 16 fp32 or 8 fp64 values a thread (8 warps at the widest): spill-free on sm_80 and
+    sm_90 (`python bench/kernel_compile.py`; 8 rows x 4096 columns spilled up to 8.9 KB a thread). On the
+    interpreter: small tiles. Explicit sizes must be powers of 2. Raises first if the kernels cannot run on `x`."""
     interpreted = triton_ready(x)
-    bn = block_n or (4 if interpreted else 8)
-    bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else 4096)
+    bn = block_n or (4 if interpreted else 1)
+    bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else gpu_max_columns(x.dtype == torch.float64))
     for name, b in (("block_n", bn), ("block_v", bv)):
         if b & (b - 1):
             raise ValueError(f"{name} must be a power of 2, got {b}")
-    return bn, bv
+    return bn, bv, num_warps(bn, bv, x.dtype == torch.float64)
+
+
+def gpu_max_columns(f64: bool) -> int:
+    """The widest vocabulary tile `triton_blocks` picks on a GPU: fp64 holds half as many values in the registers."""
+    return 2048 if f64 else 4096
+
+
+def num_warps(block_n: int, block_v: int, f64: bool = False) -> int:
+    """Warps for a (block_n, block_v) tile: 16 fp32 (8 fp64) elements a thread, between 1 and 8 warps."""
+    return max(1, min(8, block_n * block_v // (256 if f64 else 512)))
 
 
 def triton_cdiv(a, b):
@@ -261,7 +284,7 @@ def _logprobs(logits, targets, temperature, backend, ignore_index, chunk, block_
         out = _Chunked.apply(x, y, temperature, ignore_index, _chunk_rows(V, chunk), with_entropy)
     else:
         blocks = triton_blocks(logits, V, block_n, block_v)
-        out = _Triton.apply(x.contiguous(), y.contiguous(), temperature, ignore_index, blocks, with_entropy)
+        out = _Triton.apply(x.contiguous(), y.long().contiguous(), temperature, ignore_index, blocks, with_entropy)
     return _shaped(out, targets.shape, with_entropy)
 
 

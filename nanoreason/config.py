@@ -56,7 +56,7 @@ def check_shared(cfg):
     """The rules every script shares, by key: counts and intervals > 0, no negative temperature or rate, a device
     that exists here, an output folder we can write. One ConfigError naming the key."""
     from nanoreason.rundir import check_out_dir          # (imports torch; config itself stays light)
-    from nanoreason.training import pick_device
+    from nanoreason.training import check_dtype, pick_device
 
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
@@ -66,7 +66,9 @@ def check_shared(cfg):
         if f.name in NON_NEGATIVE and v < 0:
             raise ConfigError(f"--{f.name} must be >= 0, got {v}")
     if hasattr(cfg, "device"):
-        pick_device(cfg.device)
+        device = pick_device(cfg.device)
+        if hasattr(cfg, "dtype"):
+            check_dtype(device, cfg.dtype)
     if hasattr(cfg, "out_dir"):
         check_out_dir(cfg.out_dir)
 

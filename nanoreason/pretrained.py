@@ -70,22 +70,27 @@ def load_gpt2(path: str, device: str = "cpu") -> tuple[GPT, Tokenizer]:
     act = hf.get("activation_function", "gelu_new")
     cfg = GPTConfig(vocab_size=tok.n_vocab, block_size=hf["n_positions"], n_layer=hf["n_layer"], n_head=hf["n_head"],
                     n_embd=hf["n_embd"], gelu="tanh" if act in ("gelu_new", "gelu_pytorch_tanh") else "none")
-    model = GPT(cfg)
     sd, f = read_weights(path)
-    ours = model.state_dict()
+    return load_gpt2_weights(GPT(cfg), sd, f, rows=tok.eot_id + 1).to(device), tok
+
+
+def load_gpt2_weights(model: GPT, sd: dict, source: str = "state dict", rows: int | None = None) -> GPT:
+    """Copy a GPT-2 state dict (Hugging Face names, no "transformer." prefix) into `model`, whose config must have
+    its sizes. `rows`: how many token embeddings to take (the rest keep their init). `source` names it in errors."""
+    cfg, ours = model.cfg, model.state_dict()
 
     def take(name: str, hf_name: str, transpose: bool = False, rows: int | None = None):
         if hf_name not in sd:
-            raise ConfigError(f"{f}: missing tensor {hf_name!r}")
+            raise ConfigError(f"{source}: missing tensor {hf_name!r}")
         t = sd[hf_name].t() if transpose else sd[hf_name]
         want = ours[name].shape if rows is None else (rows, *ours[name].shape[1:])
         if tuple(t.shape) != tuple(want):
-            raise ConfigError(f"{f}: tensor {hf_name!r} has shape {tuple(sd[hf_name].shape)}, expected "
+            raise ConfigError(f"{source}: tensor {hf_name!r} has shape {tuple(sd[hf_name].shape)}, expected "
                               f"{tuple(want[::-1]) if transpose else tuple(want)} for config.json's sizes")
         with torch.no_grad():
             ours[name][:t.shape[0]].copy_(t)
 
-    take("wte.weight", "wte.weight", rows=tok.eot_id + 1)          # our extra special rows keep their fresh init
+    take("wte.weight", "wte.weight", rows=rows)
     take("wpe.weight", "wpe.weight")
     for i in range(cfg.n_layer):
         for mine, theirs in BLOCK.items():
@@ -93,4 +98,4 @@ def load_gpt2(path: str, device: str = "cpu") -> tuple[GPT, Tokenizer]:
     take("ln_f.weight", "ln_f.weight")
     take("ln_f.bias", "ln_f.bias")
     model.load_state_dict(ours)
-    return model.to(device), tok
+    return model

@@ -6,7 +6,8 @@ every row behave exactly as if it were alone. Each step feeds only the newest to
 Returns a `Rollout`, which is what RL needs:
     prompt      (B, P)  left-padded prompt ids            prompt_mask      (B, P)  1 = real token
     completion  (B, T)  sampled ids, eot-padded           completion_mask  (B, T)  1 = generated (incl. its eot)
-    logprobs    (B, T)  log pi(token) of each sampled token under the sampling temperature (before top-k/top-p)
+    logprobs    (B, T)  log pi(token) of each sampled token under the sampling temperature (before top-k/top-p);
+                        None unless generate(..., with_logprobs=True)
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class Rollout:
     prompt_mask: torch.Tensor
     completion: torch.Tensor
     completion_mask: torch.Tensor
-    logprobs: torch.Tensor
+    logprobs: torch.Tensor | None
 
     def sequences(self):
         """Prompt + completion as one left/right-padded batch: ids (B, P+T) and attention mask (B, P+T)."""
@@ -64,13 +65,22 @@ def filter_logits(logits, top_k: int | None = None, top_p: float | None = None):
     return logits
 
 
+def sample_from(probs, generator=None):
+    """One token per row of `probs` (B, V), by inverse transform: u ~ U(0, total) per row, the first token whose
+    cumulative probability exceeds it. B random numbers a step, where torch.multinomial draws B x V."""
+    cdf = probs.cumsum(-1)                                                   # (B, V)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-             generator: torch.Generator | None = None, stop_ids=()) -> Rollout:
+             generator: torch.Generator | None = None, stop_ids=(), with_logprobs: bool = False) -> Rollout:
     """Sample up to `max_new_tokens` after each prompt; a row stops at its first eot, or at its first token in
     `stop_ids` (kept: e.g. the tokens that end a line, for one step at a time). `greedy` (or temperature 0) takes the
-    argmax; its log-probs are then under temperature 1."""
+    argmax; its log-probs are then under temperature 1. `with_logprobs`: also keep each sampled token's log-prob
+    (the trainers recompute theirs with gradients, so by default `Rollout.logprobs` is None)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs a non-empty list of non-empty prompts")
     if temperature < 0:
@@ -90,10 +100,11 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
     out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)
     out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
-    logprobs = torch.zeros((B, max_new_tokens), device=device)
+    logprobs = torch.zeros((B, max_new_tokens), device=device) if with_logprobs else None
     done = torch.zeros(B, dtype=torch.bool, device=device)
     stop = torch.tensor([eot_id, *stop_ids], device=device)
-    logits = model(prompt, prompt_mask, cache)[:, -1].float()                 # (B, V)
+    eot = torch.full((B,), eot_id, dtype=torch.long, device=device)
+    logits = model.lm_head(model.hidden(prompt, prompt_mask, cache)[:, -1]).float()   # (B, V): the last position only
     if not torch.isfinite(logits).all():                                     # NaN weights would sample garbage
         model.train(was_training)
         raise NonFiniteError("the model's next-token logits are NaN or inf (its weights are not finite, or too large)")
@@ -102,15 +113,16 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
         if greedy:
             tok = scaled.argmax(-1)
         else:
-            probs = filter_logits(scaled, top_k, top_p).softmax(-1)
-            tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        lp = token_logprobs(scaled, tok)                                     # (B,)
-        tok = torch.where(done, torch.full_like(tok, eot_id), tok)
-        out[:, t], out_mask[:, t], logprobs[:, t] = tok, (~done).long(), torch.where(done, 0.0, lp)
+            tok = sample_from(filter_logits(scaled, top_k, top_p).softmax(-1), generator)
+        if with_logprobs:
+            logprobs[:, t] = torch.where(done, 0.0, token_logprobs(scaled, tok))
+        tok = torch.where(done, eot, tok)
+        out[:, t] = tok
+        out_mask[:, t] = ~done
         done = done | torch.isin(tok, stop)
-        if done.all() or t == max_new_tokens - 1:
+        if t == max_new_tokens - 1 or done.all():
             break
-        logits = model(tok[:, None], (~done).long()[:, None], cache)[:, -1].float()
+        logits = model.lm_head(model.decode(tok, cache)).float()            # (B, V)
     T = t + 1
     model.train(was_training)
-    return Rollout(prompt, prompt_mask, out[:, :T], out_mask[:, :T], logprobs[:, :T])
+    return Rollout(prompt, prompt_mask, out[:, :T], out_mask[:, :T], logprobs[:, :T] if with_logprobs else None)

@@ -31,6 +31,23 @@ def pick_device(name: str) -> str:
     return name
 
 
+def check_dtype(device: str, dtype: str) -> None:
+    """One line, before any launch, when `--dtype=bfloat16` cannot run on `device`: a GPU without bf16 (before
+    Ampere), or a CPU on which a bf16 matmul fails. (A CPU without native bf16 runs it emulated: slower, correct.)"""
+    if dtype != "bfloat16":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise ConfigError(f"--dtype=bfloat16: {torch.cuda.get_device_name(device)} has no bf16 support; use "
+                              f"--dtype=float32")
+        return
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.ones(2, 2) @ torch.ones(2, 2)
+    except RuntimeError as e:
+        raise ConfigError(f"--dtype=bfloat16: this CPU cannot run bf16 matmuls ({e}); use --dtype=float32") from None
+
+
 def make_optimizer(model, lr: float, weight_decay: float = 0.0):
     """AdamW; weight decay on matrices only (nanoGPT)."""
     params = [p for p in model.parameters() if p.requires_grad]

@@ -1,9 +1,16 @@
 """kernels.logprobs: the Triton kernel (CPU interpreter, TRITON_INTERPRET=1 from conftest) and the chunked twin
 against a float64 reference."""
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from kernels.logprobs import linear_logprobs, logprobs, logprobs_torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BACKENDS = ["chunked", "triton"]
 
@@ -195,3 +202,54 @@ def test_auto_is_the_readable_twin_for_small_logits_and_chunked_for_large():
     x, y = torch.randn(8, 50, requires_grad=True), torch.randint(0, 50, (8,))
     out = logprobs(x, y, backend="auto")
     assert torch.equal(out, logprobs(x, y, backend="torch"))
+
+
+def test_every_kernel_compiles_for_a100_and_h100_without_spilling(tmp_path):
+    """A real compile for sm_80 and sm_90 (no GPU, no interpreter: a subprocess without TRITON_INTERPRET): every
+    kernel, input dtype and mode at the widest tile a GPU launch picks, which holds the most values a thread."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "bench/kernel_compile.py", "--widest_only=True", f"--out_dir={tmp_path}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]                          # 1: a spill, named on stderr
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert len(rows) == 40                                              # 4 kernels x 4 dtypes x (2 or 3 modes)
+    assert {(r["kernel"], r["dtype"]) for r in rows} >= {("kl._kl_bwd", "fp64"), ("logprobs._fwd", "bf16")}
+    assert all(0 < r[f"sm{a}_registers"] <= 255 and r[f"sm{a}_spills"] == 0 for r in rows for a in (80, 90))
+
+
+def test_compile_bench_refuses_the_interpreter(tmp_path):
+    r = subprocess.run([sys.executable, "bench/kernel_compile.py", f"--out_dir={tmp_path}"], cwd=ROOT,
+                       env=dict(os.environ, TRITON_INTERPRET="1"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: TRITON_INTERPRET=1 is set: this bench compiles for a GPU, not for the interpreter; run it without "
+        "that variable"]
+
+
+def test_triton_without_a_gpu_or_the_interpreter_is_one_line(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match=r"^backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1"):
+        logprobs(torch.randn(3, 8), torch.tensor([0, 1, 2]), backend="triton")
+
+
+def test_an_old_triton_is_one_line(monkeypatch):
+    import triton
+    monkeypatch.setattr(triton, "__version__", "2.1.0")
+    with pytest.raises(RuntimeError, match=r"^the Triton kernels need triton >= 3\.0; this machine has triton 2\.1\.0"):
+        logprobs(torch.randn(3, 8), torch.tensor([0, 1, 2]), backend="triton")
+    from kernels.aot import compile_variant, launch_variants
+    with pytest.raises(RuntimeError, match=r"^ahead-of-time compiles .* need triton >= 3\.4; this machine has"):
+        compile_variant(launch_variants(widest_only=True)[0], 90)
+
+
+def test_gpu_check_names_the_missing_gpu_and_reads_its_tables():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: run bench/gpu_check.py itself")
+    r = subprocess.run([sys.executable, "bench/gpu_check.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: bench/gpu_check.py needs a CUDA GPU; this machine has none (the CPU checks are the test suite and "
+        "bench/kernel_compile.py)"]
+    from bench.gpu_check import headline
+    table = ("| variant | fwd+bwd ms | x eager | peak extra MiB | x eager | GB/s |\n|---|---|---|---|---|---|\n"
+             "| eager | 40.0 | 1.00 | 8192.0 | 1.00 | 400 |\n| triton | 8.0 | 0.20 | 4096.0 | 0.50 | 2000 |\n")
+    assert headline("kernels V=32768", table) == "triton 8.0 ms (0.20x eager time, 0.50x its memory), 2000 GB/s"
+    assert headline("CUDA tests", "...\n29 passed, 1 skipped in 3.1s") == "29 passed, 1 skipped"

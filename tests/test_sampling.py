@@ -7,16 +7,17 @@ PROMPTS = [[5, 6, 7], [1], [9, 9, 9, 9, 9, 9, 2], [3, 4], [8, 8, 8, 8, 8]]
 
 
 def test_batched_greedy_equals_one_at_a_time(tiny_model):
-    batch = generate(tiny_model, PROMPTS, 20, eot_id=299, greedy=True)
+    batch = generate(tiny_model, PROMPTS, 20, eot_id=299, greedy=True, with_logprobs=True)
     for i, p in enumerate(PROMPTS):
-        alone = generate(tiny_model, [p], 20, eot_id=299, greedy=True)
+        alone = generate(tiny_model, [p], 20, eot_id=299, greedy=True, with_logprobs=True)
         assert batch.completion_ids()[i] == alone.completion_ids()[0]
         n = len(alone.completion_ids()[0])
         torch.testing.assert_close(batch.logprobs[i, :n], alone.logprobs[0, :n], atol=1e-5, rtol=1e-5)
 
 
 def test_logprobs_match_a_full_forward(tiny_model):
-    r = generate(tiny_model, PROMPTS, 15, eot_id=299, temperature=0.7, generator=torch.Generator().manual_seed(0))
+    r = generate(tiny_model, PROMPTS, 15, eot_id=299, temperature=0.7, generator=torch.Generator().manual_seed(0),
+                 with_logprobs=True)
     ids, mask = r.sequences()
     logits = tiny_model(ids, mask)[:, r.prompt.shape[1] - 1:-1] / 0.7         # logits that produced each token
     lp = F.log_softmax(logits, -1).gather(-1, r.completion[..., None]).squeeze(-1)
@@ -61,3 +62,16 @@ def test_filter_logits_by_hand():
     assert torch.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
     assert torch.isinf(filter_logits(logits, top_p=0.5)).tolist() == [[False, True, True, True]]
     assert torch.isinf(filter_logits(logits, top_p=0.81)).tolist() == [[False, False, False, True]]
+
+
+def test_sampling_bench_compares_with_transformers_on_the_same_weights(tmp_path):
+    import pytest
+    pytest.importorskip("transformers")
+    from bench.sampling import SamplingConfig, main
+    main(SamplingConfig(batch=3, prompt_len=5, new_tokens=4, n_layer=1, n_embd=32, n_head=2, vocab_size=300,
+                        repeats=1, out_dir=str(tmp_path)))
+    text = (tmp_path / "table.md").read_text()
+    diff = float(text.split("between the two models: ")[1].split(".\n")[0])
+    assert diff < 1e-4                                                  # the mapping: one model, two samplers
+    assert "| transformers | 12 |" in text and "| nanoreason | 12 |" in text
+    assert text.strip().splitlines()[-1].endswith("x transformers generate")

@@ -61,6 +61,24 @@ def test_bad_splits_are_one_line(tmp_path):
     assert r.returncode == 2 and "dtype must be float32 or bfloat16, got 'float16'" in r.stderr
 
 
+def test_bf16_where_it_cannot_run_is_one_line_before_anything_runs(monkeypatch):
+    from nanoreason.config import ConfigError, parse_args
+    from train_sft import SFTConfig
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-16GB")
+    from nanoreason.training import check_dtype
+    with pytest.raises(ConfigError, match=r"^--dtype=bfloat16: Tesla V100-SXM2-16GB has no bf16 support; use "
+                                          r"--dtype=float32$"):
+        check_dtype("cuda", "bfloat16")
+
+    def no_bf16(*a, **k):
+        raise RuntimeError("bf16 is not supported here")
+    monkeypatch.setattr(torch, "autocast", no_bf16)
+    with pytest.raises(ConfigError, match=r"^--dtype=bfloat16: this CPU cannot run bf16 matmuls"):
+        parse_args(SFTConfig, ["--device=cpu", "--dtype=bfloat16"])       # at parse time: before any launch
+    parse_args(SFTConfig, ["--device=cpu", "--dtype=float32"])
+
+
 def test_activation_checkpointing_gives_the_same_gradients(tiny_model):
     x = torch.randint(0, 300, (2, 16))
     grads = []
