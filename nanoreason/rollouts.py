@@ -83,7 +83,7 @@ def select(b: Batch, rows: list[int]) -> Batch:
     """The batch's `rows` (completions), every field alike."""
     r = b.rollout
     return Batch(Rollout(r.prompt[rows], r.prompt_mask[rows], r.completion[rows], r.completion_mask[rows],
-                         r.logprobs[rows]), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows], b.scores[rows],
+                         None if r.logprobs is None else r.logprobs[rows]), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows], b.scores[rows],
                  b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows])
 
 
@@ -98,7 +98,7 @@ def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
     rs = [b.rollout for b in batches]
     r = Rollout(cat([left(x.prompt, 0) for x in rs]), cat([left(x.prompt_mask, 0) for x in rs]),
                 cat([right(x.completion, 0) for x in rs]), cat([right(x.completion_mask, 0) for x in rs]),
-                cat([right(x.logprobs, 0.0) for x in rs]))
+                None if any(x.logprobs is None for x in rs) else cat([right(x.logprobs, 0.0) for x in rs]))
     ids, mask = r.sequences()
     return Batch(r, ids, mask, P, cat([right(b.completion_mask, 0.0) for b in batches]),
                  cat([right(b.scores, 0.0) for b in batches]), cat([b.correct for b in batches]),
