@@ -97,32 +97,34 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
         raise ConfigError(f"the question is {longest} tokens; this model reads at most {model.cfg.block_size - 1} "
                           f"(its block_size is {model.cfg.block_size}), so shorten it")
     max_new_tokens = min(max_new_tokens, model.cfg.block_size - longest)
-    cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
-    out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)
-    out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
-    logprobs = torch.zeros((B, max_new_tokens), device=device) if with_logprobs else None
+    out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)   # made outside inference
+    out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)    # mode: the trainers' forwards
+    logprobs = torch.zeros((B, max_new_tokens), device=device) if with_logprobs else None   # read them
     done = torch.zeros(B, dtype=torch.bool, device=device)
     stop = torch.tensor([eot_id, *stop_ids], device=device)
     eot = torch.full((B,), eot_id, dtype=torch.long, device=device)
-    logits = model.lm_head(model.hidden(prompt, prompt_mask, cache)[:, -1]).float()   # (B, V): the last position only
-    if not torch.isfinite(logits).all():                                     # NaN weights would sample garbage
-        model.train(was_training)
-        raise NonFiniteError("the model's next-token logits are NaN or inf (its weights are not finite, or too large)")
-    for t in range(max_new_tokens):
-        scaled = logits if greedy else logits / temperature
-        if greedy:
-            tok = scaled.argmax(-1)
-        else:
-            tok = sample_from(filter_logits(scaled, top_k, top_p).softmax(-1), generator)
-        if with_logprobs:
-            logprobs[:, t] = torch.where(done, 0.0, token_logprobs(scaled, tok))
-        tok = torch.where(done, eot, tok)
-        out[:, t] = tok
-        out_mask[:, t] = ~done
-        done = done | torch.isin(tok, stop)
-        if t == max_new_tokens - 1 or done.all():
-            break
-        logits = model.lm_head(model.decode(tok, cache)).float()            # (B, V)
+    with torch.inference_mode():                                             # no autograd bookkeeping at all
+        cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
+        logits = model.lm_head(model.hidden(prompt, prompt_mask, cache)[:, -1]).float()   # (B, V): the last position
+        if not torch.isfinite(logits).all():                                 # NaN weights would sample garbage
+            model.train(was_training)
+            raise NonFiniteError("the model's next-token logits are NaN or inf (its weights are not finite, or too "
+                                 "large)")
+        for t in range(max_new_tokens):
+            scaled = logits if greedy else logits / temperature
+            if greedy:
+                tok = scaled.argmax(-1)
+            else:
+                tok = sample_from(filter_logits(scaled, top_k, top_p).softmax(-1), generator)
+            if with_logprobs:
+                logprobs[:, t] = torch.where(done, 0.0, token_logprobs(scaled, tok))
+            tok = torch.where(done, eot, tok)
+            out[:, t] = tok
+            out_mask[:, t] = ~done
+            done = done | torch.isin(tok, stop)
+            if t == max_new_tokens - 1 or done.all():
+                break
+            logits = model.lm_head(model.decode(tok, cache)).float()        # (B, V)
     T = t + 1
     model.train(was_training)
     return Rollout(prompt, prompt_mask, out[:, :T], out_mask[:, :T], logprobs[:, :T] if with_logprobs else None)

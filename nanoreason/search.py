@@ -10,7 +10,7 @@ from collections import Counter
 from math import comb
 
 from nanoreason.config import ConfigError
-from nanoreason.evaluate import solve
+from nanoreason.evaluate import prompt_text, solve
 from nanoreason.tasks import extract_answer
 
 
@@ -105,19 +105,21 @@ def prm_beam_search(policy, tok, step_score, problems, beam_width: int = 4, expa
     finished = [[] for _ in problems]                        # (score, text)
     sampled = [0] * len(problems)
     line_ends = tok.line_end_ids()                           # sampling stops at the end of a line
+    question = lambda i, pre: problems[i].question.strip() + ("\n" + pre.rstrip("\n") if pre else "")  # noqa: E731
     for _ in range(max_steps):
         jobs = [(i, pre) for i, bs in enumerate(beams) for pre in bs for _ in range(expand)]
         if not jobs:
             break
-        conts = solve(policy, tok, [problems[i].question.strip() + ("\n" + pre.rstrip("\n") if pre else "")
-                                    for i, pre in jobs], max_new_tokens=max_new_tokens, greedy=False,
-                      temperature=temperature, stop_ids=line_ends)
+        conts = solve(policy, tok, [question(i, pre) for i, pre in jobs], max_new_tokens=max_new_tokens,
+                      greedy=False, temperature=temperature, stop_ids=line_ends)
         cands = [[] for _ in problems]
         for (i, pre), cont in zip(jobs, conts):
             sampled[i] += len(tok.encode(cont))
             line = cont.split("\n")[0]
             done = line.strip().startswith("####") or "\n" not in cont        # the answer line, or no more lines
             text = pre + line + ("" if done else "\n")
+            if not done and len(tok.encode(prompt_text(question(i, text)))) >= policy.cfg.block_size - 1:
+                done = True                                  # no room left in the context to continue this beam
             if text not in [t for t, _ in cands[i]]:
                 cands[i].append((text, done))
         flat = [(i, t, done) for i, cs in enumerate(cands) for t, done in cs]

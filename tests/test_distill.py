@@ -3,8 +3,6 @@ teacher's distribution, every mode of train_distill.py end to end, and bad input
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -146,21 +144,20 @@ def test_distill_bad_input(sft_ckpt, tmp_path, entry):
 def test_distillation_bench_tabulates_the_arms(sft_ckpt, tmp_path):
     """Two arms from one start: the table lists both beside the start and the teacher; a finished arm is kept, not
     re-run; a bad arm is one line."""
-    r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
+    r = run_entry("bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
                         "--n_layer=1", "--n_embd=16", "--start_iters=4", "--iters=2", "--eval_problems=8", "--max_new_tokens=24",
-                        "--arms=sft,token_forward"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--arms=sft,token_forward")
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(tmp_path / "results.json"))
     assert set(res["arms"]) == {"sft", "token_forward"} and res["teacher_accuracy"] is not None
     assert (tmp_path / "distillation.png").exists() and "| token_forward |" in open(tmp_path / "table.md").read()
     before = os.path.getmtime(tmp_path / "sft" / "summary.json")
-    r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
-                        "--arms=sft"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = run_entry("bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", f"--out_dir={tmp_path}",
+                        "--arms=sft")
     assert r.returncode == 0 and "sft: kept the finished run" in r.stdout, r.stderr[-2000:]
     assert os.path.getmtime(tmp_path / "sft" / "summary.json") == before       # not re-run
     assert set(json.load(open(tmp_path / "results.json"))["arms"]) == {"sft", "token_forward"}
-    r = subprocess.run([sys.executable, "bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", "--arms=sft,dagger"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = run_entry("bench/distillation.py", f"--teacher_ckpt={sft_ckpt}", "--arms=sft,dagger")
     assert r.returncode == 2 and "unknown arm 'dagger'" in r.stderr
 
 

@@ -2,18 +2,16 @@
 import json
 import re
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from nanoreason.tasks import TaskConfig, make_problems
 from nanoreason.tokenizer import Tokenizer
+from tests.conftest import run_entry
 from nanoreason.training import completion_batch
 from nanoreason.rollouts import keep_verified
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_keep_verified_filters_and_deduplicates():
@@ -34,7 +32,7 @@ def test_completion_batch_learns_only_the_completion():
 
 
 def run(script, *args):
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    return run_entry(script, *args)                                     # in this process: no torch import per run
 
 
 @pytest.mark.parametrize("script, extra", [("train_expert_iteration.py", ["--verify=steps"]),

@@ -113,5 +113,6 @@ def test_bench_writes_ratios_for_each_variant(op, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     table = open(tmp_path / f"{op}_N64_V512_float32.md").read()
     rows = {cells[0]: cells for cells in ([c.strip() for c in ln.strip("|").split("|")]
-                                          for ln in table.splitlines()[4:])}
+                                          for ln in table.splitlines()[4:] if ln.startswith("|"))}
     assert set(rows) == {"eager", "chunked"} and rows["eager"][2] == "1.00"
+    assert all(float(r[5]) > 0 for r in rows.values())                 # GB/s: the least bytes over the time

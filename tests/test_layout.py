@@ -5,11 +5,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 from nanoreason.config import ConfigError, parse_args, run_stage
+from tests.conftest import run_entry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -84,7 +84,7 @@ def test_report_card_from_stage_summaries(tmp_path):
         (out / name).mkdir(parents=True)
         (out / name / "summary.json").write_text(json.dumps(s))
     (out / "speedrun_times.tsv").write_text("sft\t70\nppo\t300\n")
-    r = subprocess.run([sys.executable, "runs/report.py", f"--out_dir={out}"], cwd=ROOT, capture_output=True, text=True)
+    r = run_entry("runs/report.py", f"--out_dir={out}")
     assert r.returncode == 0, r.stderr[-2000:]
     card = (out / "report.md").read_text()
     assert "50.0% → 75.0% (+25.0 points)" in card and "6 min 10 s" in card and "not run yet: grpo" in card

@@ -2,8 +2,6 @@
 import copy
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -103,9 +101,8 @@ def test_nan_stops_with_the_step_and_keeps_the_last_checkpoint(sft_ckpt, tmp_pat
 
 def test_step_size_bench_skips_batches_without_contrast_and_names_a_bad_prefix(sft_ckpt, tmp_path):
     def bench(*args):
-        return subprocess.run([sys.executable, "bench/ppo_step_size.py", f"--init_from={sft_ckpt}", "--iters=2",
-                               "--batch_size=8", f"--out_dir={tmp_path}", *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        return run_entry("bench/ppo_step_size.py", f"--init_from={sft_ckpt}", "--iters=2",
+                               "--batch_size=8", f"--out_dir={tmp_path}", *args)
     r = bench()                                  # the 4-step tiny SFT model gets nothing right: no advantage anywhere
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("all 8 answers wrong: no advantage, no step") == 2 and "| nothing | 0 of 0 |" in r.stdout
@@ -126,9 +123,8 @@ def test_pairwise_cosine_measures_the_signal_fraction_of_noisy_gradients():
 
 def test_pg_snr_bench_sees_the_sft_signal_and_no_signal_without_contrast(sft_ckpt, tmp_path):
     def bench(*args):
-        return subprocess.run([sys.executable, "bench/pg_snr.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}",
-                               "--batches=3", "--batch_size=8", "--group_size=2", *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        return run_entry("bench/pg_snr.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}",
+                               "--batches=3", "--batch_size=8", "--group_size=2", *args)
     r = bench()
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())

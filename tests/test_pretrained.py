@@ -86,22 +86,17 @@ def test_a_missing_or_misshapen_tensor_is_named(gpt2_dir):
 
 
 def test_sft_starts_from_gpt2_weights(gpt2_dir, tmp_path):
-    import subprocess
-    import sys
-
     from nanoreason.checkpoint import load_model
-    from tests.conftest import ROOT
+    from tests.conftest import run_entry
     out = tmp_path / "sft"
-    r = subprocess.run([sys.executable, "train_sft.py", f"--gpt2_dir={gpt2_dir}", f"--out_dir={out}", "--min_steps=1",
-                        "--max_steps=1", "--ops=+-", "--block_size=200", "--max_new_tokens=16", "--iters=2",
-                        "--eval_interval=2", "--eval_problems=4", "--batch_size=4"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+    r = run_entry("train_sft.py", f"--gpt2_dir={gpt2_dir}", f"--out_dir={out}", "--min_steps=1", "--max_steps=1",
+                  "--ops=+-", "--block_size=200", "--max_new_tokens=16", "--iters=2", "--eval_interval=2",
+                  "--eval_problems=4", "--batch_size=4")
     assert r.returncode == 0, r.stderr[-2000:]
     model, tok, _ = load_model(str(out / "ckpt.pt"))
     assert model.cfg.gelu == "tanh" and model.cfg.block_size == 256 and tok.eot_id == 260
-    r = subprocess.run([sys.executable, "train_ppo.py", f"--init_from={out / 'ckpt.pt'}", f"--out_dir={tmp_path / 'ppo'}",
-                        "--iters=1", "--batch_size=2", "--minibatch_size=2", "--eval_problems=4", "--eval_interval=1",
-                        "--max_new_tokens=8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = run_entry("train_ppo.py", f"--init_from={out / 'ckpt.pt'}", f"--out_dir={tmp_path / 'ppo'}", "--iters=1",
+                  "--batch_size=2", "--minibatch_size=2", "--eval_problems=4", "--eval_interval=1", "--max_new_tokens=8")
     assert r.returncode == 0, r.stderr[-2000:]                           # ... and PPO runs on from it
     assert load_model(str(tmp_path / "ppo" / "ckpt.pt"))[1].eot_id == 260
 
@@ -109,16 +104,13 @@ def test_sft_starts_from_gpt2_weights(gpt2_dir, tmp_path):
 def test_the_gsm8k_recipe_runs_end_to_end(tmp_path):
     """README's GPU recipe at tiny scale on CPU: GPT-2 weights from a local directory -> SFT on a GSM8K file -> GRPO
     with the outcome reward -> eval.py on the held-out file; every stage keeps the GSM8K task of the one before."""
-    import subprocess
-    import sys
-
     from nanoreason.checkpoint import load_checkpoint
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, run_entry
     gsm8k = f"{ROOT}/tests/data/gsm8k_tiny.jsonl"
     weights = make_gpt2_dir(tmp_path / "gpt2", n_positions=512)
 
     def run(script, *args):
-        r = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        r = run_entry(script, *args)
         assert r.returncode == 0, r.stderr[-2000:]
     run("train_sft.py", f"--gpt2_dir={weights}", f"--data={gsm8k}", f"--test_data={gsm8k}", "--block_size=512",
         "--iters=2", "--batch_size=2", "--eval_interval=2", "--eval_problems=2", "--max_new_tokens=8",

@@ -3,19 +3,18 @@ learns, best-of-N and reranking pick what they should, and the scripts run and r
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from nanoreason import reward_models as rm
+from nanoreason.evaluate import prompt_text
 from nanoreason.model import GPT, GPTConfig
 from nanoreason.search import best_of_n, pick
 from nanoreason.tasks import Problem, TaskConfig, check_steps, make_problems
 from nanoreason.tokenizer import Tokenizer
+from tests.conftest import run_entry
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK = TaskConfig(min_steps=2, max_steps=3)
 
 
@@ -117,8 +116,8 @@ def test_collect_pays_steps_from_a_learned_scorer(tok):
         assert b.scores[i].sum().item() == pytest.approx(0.5 * len(split_steps(t)))
 
 
-def run(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
+def run(script, *args):
+    return run_entry(script, *args)                                     # in this process: no torch import per run
 
 
 TINY = ["--problems=8", "--group_size=2", "--epochs=1", "--eval_problems=8", "--max_new_tokens=16", "--references=8"]
@@ -231,6 +230,26 @@ def test_prm_beam_search_follows_the_scorer(tok):
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
     assert all(0 < n <= 2 * 2 * 2 * 12 for n in sampled)                     # rounds x beams x expand x tokens
     assert seen and all(t in seen or t == "" for t in out)                      # answers come from scored candidates
+
+
+def test_prm_beam_search_finishes_a_beam_that_fills_the_context(tok, monkeypatch):
+    """A beam whose question and steps so far leave no room in the model's context is finished, not continued:
+    every prompt the search hands the policy fits its block_size."""
+    from nanoreason import search
+    probs = make_problems(2, "train", 7, TASK)
+    longest = max(len(tok.encode(prompt_text(p.question.strip()))) for p in probs)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=longest + 30, n_layer=1, n_head=2, n_embd=32))
+    asked = []
+
+    def one_more_line(policy, tok, questions, **kw):                   # a policy that never stops writing steps
+        asked.extend(questions)
+        return ["1+1=<<1+1=2>>2\n"] * len(questions)
+    monkeypatch.setattr(search, "solve", one_more_line)
+    out, _ = search.prm_beam_search(model, tok, lambda ps, ts: [0.0] * len(ts), probs, beam_width=2, expand=2,
+                                    max_steps=8, max_new_tokens=12)
+    assert len(out) == 2 and all(out)
+    assert max(len(tok.encode(prompt_text(q))) for q in asked) < model.cfg.block_size
+    assert len(asked) < 8 * 2 * 2 * 2                                  # the full beams stopped early
 
 
 def test_reward_hacking_bench_runs_and_tabulates(sft_ckpt, tmp_path):
