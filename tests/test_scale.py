@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY_SFT
+from tests.conftest import ROOT, TINY_SFT, run_entry
 
 ARGS = [a for a in TINY_SFT if not a.startswith(("--iters", "--eval_interval"))] + \
     ["--iters=4", "--eval_interval=100", "--batch_size=8", "--device=cpu", "--eval_problems=4"]
@@ -175,10 +175,9 @@ def test_other_stages_run_under_torchrun(sft_ckpt, tmp_path, script, args):
                                                             "--ent_coef_end=0.1"]),
                                           ("train_ppo.py", ["--batch_size=4", "--minibatch_size=2"])])
 def test_rl_scripts_take_bf16_and_activation_checkpointing(sft_ckpt, tmp_path, script, args):
-    r = subprocess.run([sys.executable, script, f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2",
-                        "--eval_interval=2", "--max_new_tokens=16", "--eval_problems=8", "--device=cpu", "--lr=1e-3",
-                        "--dtype=bfloat16", "--activation_checkpointing", *args],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = run_entry(script, f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--iters=2", "--eval_interval=2",
+                  "--max_new_tokens=16", "--eval_problems=8", "--device=cpu", "--lr=1e-3", "--dtype=bfloat16",
+                  "--activation_checkpointing", *args)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if "policy_loss" in line]
     assert len(rows) == 2 and all(abs(row["policy_loss"]) < 1e3 and row["entropy"] > 0 for row in rows)
