@@ -1,6 +1,6 @@
 """One command for any CUDA machine: does everything that needs a GPU work, and how fast are the kernels there?
 
-    python bench/gpu_check.py                   # about 5 minutes on one H100-class GPU; writes out/gpu_check/
+    python bench/gpu_check.py                   # writes out/gpu_check/ (not yet run on a GPU: each step has a limit)
 
 Steps, each a subprocess with its own time limit (a failure is recorded and the next step runs):
   1. tests/test_cuda.py with the Triton compiler (TRITON_INTERPRET=0): the kernels at GPU tiles against float64,
@@ -13,6 +13,7 @@ Writes out/gpu_check/summary.md (one table: step, result, seconds, headline) and
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,8 @@ import torch
 from nanoreason.config import ConfigError, parse_args, run_main
 from nanoreason.report import write_table
 
-TINY = ["--vocab_size=300", "--n_layer=2", "--n_head=2", "--n_embd=64", "--block_size=96", "--max_new_tokens=24"]
+TINY = ["--vocab_size=300", "--n_layer=2", "--n_head=2", "--n_embd=64", "--block_size=96", "--ops=+-", "--min_steps=1",
+        "--max_steps=1"]                                   # a tiny model on one-step problems
 
 
 @dataclass
@@ -41,13 +43,15 @@ def steps(c: GPUCheckConfig) -> list[tuple[str, list[str], int]]:
     for V in c.vocabs.split(","):
         out.append((f"kernels V={V}", [py, "bench/kernel_speed.py", f"--N={c.N}", f"--V={V}", f"--dtype={c.dtype}",
                                        f"--out_dir={o}/kernels"], 150))
-    out += [("SFT start (tiny)", [py, "train_sft.py", f"--out_dir={o}/sft", "--device=cuda", "--max_steps=200",
-                                  "--min_steps=1", "--eval_problems=64", *TINY], 120),
+    out += [("SFT start (tiny)", [py, "train_sft.py", f"--out_dir={o}/sft", "--device=cuda", "--iters=200",
+                                  "--eval_interval=200", "--eval_problems=64", "--max_new_tokens=24", *TINY], 120),
             ("PPO bf16", [py, "train_ppo.py", f"--init_from={o}/sft/ckpt.pt", f"--out_dir={o}/ppo", "--device=cuda",
-                          "--dtype=bfloat16", "--iters=6", "--eval_interval=3", "--eval_problems=64"], 120),
+                          "--dtype=bfloat16", "--iters=6", "--eval_interval=3", "--eval_problems=64",
+                          "--max_new_tokens=24"], 120),
             ("torchrun nccl", [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
                                "train_grpo.py", f"--init_from={o}/sft/ckpt.pt", f"--out_dir={o}/grpo",
-                               "--device=cuda", "--iters=4", "--eval_interval=4", "--eval_problems=32"], 120)]
+                               "--device=cuda", "--iters=4", "--eval_interval=4", "--eval_problems=32",
+                               "--max_new_tokens=24"], 120)]
     return out
 
 
@@ -57,13 +61,27 @@ def headline(name: str, log: str) -> str:
         m = re.findall(r"\d+ (?:passed|failed|skipped|error)", log)
         return ", ".join(m) or "-"
     if name.startswith("kernels"):
-        rows = {r[0]: r for r in re.findall(r"\| (\w+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\S+) \|", log)}
+        cell = r" \| ([\d.]+)"
+        rows = {r[0]: r for r in re.findall(r"\| (\w+)" + cell * 4 + r" \| (\S+) \|", log)}
         t = rows.get("triton")
         return f"triton {t[1]} ms ({t[2]}x eager time, {t[4]}x its memory), {t[5]} GB/s" if t else "no triton row"
     if name in ("PPO bf16", "torchrun nccl", "SFT start (tiny)"):
         m = re.findall(r"accuracy ([\d.]+%)", log)
         return f"held-out accuracy {m[0]} -> {m[-1]}" if m else "-"
     return "-"
+
+
+def run(cmd: list[str], limit: int, env: dict) -> tuple[bool, str]:
+    """(succeeded, stdout + stderr) of `cmd` in its own process group, which is killed whole after `limit` seconds
+    (torchrun's workers with it, so none keeps holding the GPU)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=limit)
+        return p.returncode == 0, out.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        return False, out.decode(errors="replace") + f"\ntimed out after {limit} s"
 
 
 def main(c: GPUCheckConfig):
@@ -77,12 +95,7 @@ def main(c: GPUCheckConfig):
     failed = 0
     for name, cmd, limit in steps(c):
         start = time.perf_counter()
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env)
-            log, ok = r.stdout + r.stderr, r.returncode == 0
-        except subprocess.TimeoutExpired as e:
-            log, ok = f"{e.stdout or ''}{e.stderr or ''}\ntimed out after {limit} s", False
-            log = log if isinstance(log, str) else log.decode(errors="replace")
+        ok, log = run(cmd, limit, env)
         seconds = time.perf_counter() - start
         with open(os.path.join(c.out_dir, re.sub(r"\W+", "_", name).strip("_") + ".log"), "w") as f:
             f.write(f"$ {' '.join(cmd)}\n{log}")

@@ -30,7 +30,7 @@ class CompileConfig:
 def compile_both(v) -> dict:
     """One table row: the variant compiled for every target."""
     r = {"kernel": v.kernel, "dtype": v.dtype, "mode": v.mode, "block": f"{v.block_n}x{v.block_v}",
-         "warps": v.num_warps}
+         "warps": v.num_warps, "aligned": v.aligned}
     for arch in ARCHS:
         got = compile_variant(v, arch)
         r.update({f"sm{arch}_{k}": got[k] for k in ("registers", "spills", "shared", "seconds")})
@@ -48,10 +48,12 @@ def main(c: CompileConfig):
     with open(os.path.join(c.out_dir, "results.json"), "w") as f:
         json.dump(rows, f, indent=1)
     head = " | ".join(f"sm_{a} regs | sm_{a} spills (B) | sm_{a} shared (B)" for a in ARCHS)
-    lines = [f"| kernel | dtype | mode | tile | warps | {head} |", "|" + "---|" * (5 + 3 * len(ARCHS))]
+    lines = [f"| kernel | dtype | mode | tile | warps | N, V, stride ÷ 16 | {head} |",
+             "|" + "---|" * (6 + 3 * len(ARCHS))]
     for r in rows:
         cells = " | ".join(f"{r[f'sm{a}_registers']} | {r[f'sm{a}_spills']} | {r[f'sm{a}_shared']}" for a in ARCHS)
-        lines.append(f"| `{r['kernel']}` | {r['dtype']} | {r['mode']} | {r['block']} | {r['warps']} | {cells} |")
+        lines.append(f"| `{r['kernel']}` | {r['dtype']} | {r['mode']} | {r['block']} | {r['warps']} | "
+                     f"{'yes' if r['aligned'] else 'no'} | {cells} |")
     seconds = sum(r[f"sm{a}_seconds"] for r in rows for a in ARCHS)
     spilled = [(r, a) for r in rows for a in ARCHS if r[f"sm{a}_spills"]]
     lines += ["", f"{len(rows)} variants x {len(ARCHS)} targets: {seconds:.0f} s of compiling; "
@@ -59,8 +61,8 @@ def main(c: CompileConfig):
               f"{max(r[f'sm{a}_registers'] for r in rows for a in ARCHS)}."]
     write_table(os.path.join(c.out_dir, "table.md"), lines)
     for r, a in spilled:
-        print(f"spill: {r['kernel']} {r['dtype']} {r['mode']} {r['block']} on sm_{a}: {r[f'sm{a}_spills']} bytes",
-              file=sys.stderr)
+        print(f"spill: {r['kernel']} {r['dtype']} {r['mode']} {r['block']}{' aligned' if r['aligned'] else ''} on "
+              f"sm_{a}: {r[f'sm{a}_spills']} bytes", file=sys.stderr)
     if spilled:
         sys.exit(1)
 

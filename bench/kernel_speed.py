@@ -148,7 +148,8 @@ def main(c: BenchConfig):
     lines = [f"{c.op}: N={c.N}, V={c.V}{f', C={c.C}' if c.op == 'linear' else ''}, {c.dtype}, {where}", "",
              "| variant | fwd+bwd ms | x eager | peak extra MiB | x eager | GB/s |", "|---|---|---|---|---|---|"]
     for v, r in rows.items():
-        gbs = "-" if c.op == "linear" else f"{least / r['time'] / 1e9:.3g}"
+        gb = least / r["time"] / 1e9
+        gbs = "-" if c.op == "linear" else f"{gb:.0f}" if gb >= 100 else f"{gb:.3g}"
         lines.append(f"| {v} | {r['time'] * 1e3:.1f} | {r['time'] / e['time']:.2f} | {r['peak_extra'] / 2**20:.1f} | "
                      f"{r['peak_extra'] / max(e['peak_extra'], 1):.2f} | {gbs} |")
     lines += ["", "GB/s: the least bytes forward + backward must move over the time: the logits read twice and their "

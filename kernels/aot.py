@@ -7,9 +7,10 @@ The interpreter (TRITON_INTERPRET=1) runs a kernel as numpy and accepts programs
 nothing about registers. A real compile (Triton -> PTX -> ptxas -> cubin) needs only the target, not the device.
 
 A variant is what a launch specialises on: the input dtype (fp32, bf16, fp16, fp64; fp64 computes in fp64), the
-mode (entropy on or off; the KL kind), and the tile and warps `triton_blocks` chooses on a GPU for a vocabulary of V
-(one row; 16 ... 4096 columns, 2048 in fp64). Pointers are 16-byte aligned (as every fresh torch tensor is); integer arguments are
-left unspecialised. Registers and spills are ptxas's own report (ptxas -v), which Triton prints on request.
+mode (entropy on or off; the KL kind), the tile and warps `triton_blocks` chooses on a GPU for a vocabulary of V
+(one row; 16 ... 4096 columns, 2048 in fp64), and whether the row count, V and the row stride are multiples of 16
+(Triton then vectorises the loads: V = 32768 or 50304, against 50257). Pointers are 16-byte aligned, as every fresh
+torch tensor is. Registers and spills are ptxas's own report (ptxas -v), which Triton prints on request.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
-DTYPES = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp64": "fp64"}    # torch name -> Triton pointer type
+DTYPES = ("fp32", "bf16", "fp16", "fp64")                                   # the logits' dtypes, as Triton names them
 TILE_COLUMNS = tuple(2**i for i in range(4, 13))                            # 16 ... 4096: what triton_blocks picks
 ARCHS = (80, 90)                                                            # A100, H100/H200
 
@@ -32,9 +33,11 @@ class Variant:
     block_n: int
     block_v: int
     num_warps: int
+    aligned: bool               # N, V and the stride are multiples of 16
 
     def label(self) -> str:
-        return f"{self.kernel} {self.dtype} {self.mode} {self.block_n}x{self.block_v} w{self.num_warps}"
+        return (f"{self.kernel} {self.dtype} {self.mode} {self.block_n}x{self.block_v} w{self.num_warps}"
+                f"{' aligned' if self.aligned else ''}")
 
 
 def _kernel(name: str):
@@ -46,7 +49,7 @@ def _kernel(name: str):
 def _signature(v: Variant) -> tuple[dict, dict]:
     """(signature, constexprs) of the launch in kernels/logprobs.py or kernels/kl.py for this variant."""
     from kernels.kl import KINDS
-    x = "*" + DTYPES[v.dtype]
+    x = "*" + v.dtype
     c = "*fp64" if v.dtype == "fp64" else "*fp32"                 # per-row outputs: the compute dtype
     ints = {"N": "i32", "V": "i32", "stride": "i32"}
     blocks = {"F64": v.dtype == "fp64", "BLOCK_N": v.block_n, "BLOCK_V": v.block_v}
@@ -81,7 +84,8 @@ def launch_variants(widest_only: bool = False) -> list[Variant]:
             widest = gpu_max_columns(dtype == "fp64")
             for mode in modes:
                 for bv in (widest,) if widest_only else (b for b in TILE_COLUMNS if b <= widest):
-                    out.append(Variant(kernel, dtype, mode, 1, bv, num_warps(1, bv, dtype == "fp64")))
+                    for aligned in (False, True):
+                        out.append(Variant(kernel, dtype, mode, 1, bv, num_warps(1, bv, dtype == "fp64"), aligned))
     return out
 
 
@@ -96,7 +100,8 @@ def compile_variant(v: Variant, arch: int = 90) -> dict:
     from triton.compiler import ASTSource
     fn = _kernel(v.kernel)
     sig, const = _signature(v)
-    aligned = {(fn.arg_names.index(k),): [["tt.divisibility", 16]] for k, t in sig.items() if t.startswith("*")}
+    hinted = [k for k, t in sig.items() if t.startswith("*") or v.aligned and k in ("N", "V", "stride")]
+    aligned = {(fn.arg_names.index(k),): [["tt.divisibility", 16]] for k in hinted}
     log = io.StringIO()
     start = time.perf_counter()
     with knobs.nvidia.scope(), knobs.compilation.scope(), contextlib.redirect_stdout(log):

@@ -222,9 +222,9 @@ def require_triton(minimum: tuple[int, int], feature: str) -> None:
 
 def triton_blocks(x, V: int, block_n: int | None, block_v: int | None) -> tuple[int, int, int]:
     """(rows, vocabulary columns, warps) of one Triton program for logits `x` with V columns. On a GPU: one row and
-    up to 4096 columns a program (2048 in fp64), 16 fp32 or 8 fp64 values a thread (8 warps at the widest): spill-free on sm_80 and
-    sm_90 (`python bench/kernel_compile.py`; 8 rows x 4096 columns spilled up to 8.9 KB a thread). On the
-    interpreter: small tiles. Explicit sizes must be powers of 2. Raises first if the kernels cannot run on `x`."""
+    up to 4096 columns a program (2048 in fp64), 16 fp32 or 8 fp64 values a thread (8 warps at the widest): no
+    spill on sm_80 or sm_90 (`python bench/kernel_compile.py`). On the interpreter: small tiles. Explicit sizes must
+    be powers of 2. Raises first if the kernels cannot run on `x`."""
     interpreted = triton_ready(x)
     bn = block_n or (4 if interpreted else 1)
     bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else gpu_max_columns(x.dtype == torch.float64))

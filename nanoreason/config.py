@@ -54,7 +54,7 @@ NON_NEGATIVE = ("temperature", "temperature_end", "min_lr", "critic_lr", "time_l
 
 def check_shared(cfg):
     """The rules every script shares, by key: counts and intervals > 0, no negative temperature or rate, a device
-    that exists here, an output folder we can write. One ConfigError naming the key."""
+    that exists here and a --dtype it can run, an output folder we can write. One ConfigError naming the key."""
     from nanoreason.rundir import check_out_dir          # (imports torch; config itself stays light)
     from nanoreason.training import check_dtype, pick_device
 

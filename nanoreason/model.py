@@ -133,8 +133,9 @@ class GPT(nn.Module):
         cache: continue from the cached prefix (the mask then covers only the new tokens)."""
         B, T = idx.shape
         start = cache.len if cache is not None else 0
-        if start == 0 and (attention_mask is None or bool(attention_mask.all())):  # no padding: the fast causal
-            pos, mask = torch.arange(T, device=idx.device).expand(B, T), None       # path (also a cache's first fill)
+        unpadded = attention_mask is None or cache is not None and bool(attention_mask.all())   # (a sampler's
+        if start == 0 and unpadded:                                             # prefill: training forwards skip
+            pos, mask = torch.arange(T, device=idx.device).expand(B, T), None   # the sync) -> the fast causal path
             if cache is not None:
                 cache.valid[:, :T] = True
                 cache.pos = torch.full((B,), T, dtype=torch.long, device=idx.device)

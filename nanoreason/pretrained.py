@@ -79,18 +79,18 @@ def load_gpt2_weights(model: GPT, sd: dict, source: str = "state dict", rows: in
     its sizes. `rows`: how many token embeddings to take (the rest keep their init). `source` names it in errors."""
     cfg, ours = model.cfg, model.state_dict()
 
-    def take(name: str, hf_name: str, transpose: bool = False, rows: int | None = None):
+    def take(name: str, hf_name: str, transpose: bool = False, n_rows: int | None = None):
         if hf_name not in sd:
             raise ConfigError(f"{source}: missing tensor {hf_name!r}")
         t = sd[hf_name].t() if transpose else sd[hf_name]
-        want = ours[name].shape if rows is None else (rows, *ours[name].shape[1:])
+        want = ours[name].shape if n_rows is None else (n_rows, *ours[name].shape[1:])
         if tuple(t.shape) != tuple(want):
             raise ConfigError(f"{source}: tensor {hf_name!r} has shape {tuple(sd[hf_name].shape)}, expected "
                               f"{tuple(want[::-1]) if transpose else tuple(want)} for config.json's sizes")
         with torch.no_grad():
             ours[name][:t.shape[0]].copy_(t)
 
-    take("wte.weight", "wte.weight", rows=rows)
+    take("wte.weight", "wte.weight", n_rows=rows)
     take("wpe.weight", "wpe.weight")
     for i in range(cfg.n_layer):
         for mine, theirs in BLOCK.items():

@@ -82,8 +82,9 @@ def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, se
 def select(b: Batch, rows: list[int]) -> Batch:
     """The batch's `rows` (completions), every field alike."""
     r = b.rollout
+    logprobs = None if r.logprobs is None else r.logprobs[rows]
     return Batch(Rollout(r.prompt[rows], r.prompt_mask[rows], r.completion[rows], r.completion_mask[rows],
-                         None if r.logprobs is None else r.logprobs[rows]), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows], b.scores[rows],
+                         logprobs), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows], b.scores[rows],
                  b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows])
 
 

@@ -66,11 +66,16 @@ def filter_logits(logits, top_k: int | None = None, top_p: float | None = None):
 
 
 def sample_from(probs, generator=None):
-    """One token per row of `probs` (B, V), by inverse transform: u ~ U(0, total) per row, the first token whose
-    cumulative probability exceeds it. B random numbers a step, where torch.multinomial draws B x V."""
+    """One token per row of `probs` (B, V), by inverse transform: u ~ U(0, total] per row, the first token whose
+    cumulative probability reaches it (a token of probability 0 never does). B random numbers a step, where
+    torch.multinomial draws B x V."""
     cdf = probs.cumsum(-1)                                                   # (B, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+    u = (1 - torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)) * cdf[:, -1:]
+    tok = torch.searchsorted(cdf, u).squeeze(-1)                             # (B,); V where a row is NaN
+    if bool((tok >= probs.shape[-1]).any()):
+        raise NonFiniteError("the model's next-token probabilities are NaN or inf (its weights are not finite, or "
+                             "too large)")
+    return tok
 
 
 @torch.no_grad()

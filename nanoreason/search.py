@@ -105,7 +105,9 @@ def prm_beam_search(policy, tok, step_score, problems, beam_width: int = 4, expa
     finished = [[] for _ in problems]                        # (score, text)
     sampled = [0] * len(problems)
     line_ends = tok.line_end_ids()                           # sampling stops at the end of a line
-    question = lambda i, pre: problems[i].question.strip() + ("\n" + pre.rstrip("\n") if pre else "")  # noqa: E731
+
+    def question(i: int, pre: str) -> str:                  # the problem, then the beam's steps so far
+        return problems[i].question.strip() + ("\n" + pre.rstrip("\n") if pre else "")
     for _ in range(max_steps):
         jobs = [(i, pre) for i, bs in enumerate(beams) for pre in bs for _ in range(expand)]
         if not jobs:

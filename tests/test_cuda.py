@@ -12,15 +12,23 @@ from nanoreason.model import GPT, GPTConfig
 from nanoreason.sampling import generate
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def assert_near(got, ref, tol):
+    """|got - ref| / |ref| < tol over the whole tensor (elementwise tolerances would pass a zero gradient)."""
+    err = ((got.double() - ref).norm() / ref.norm().clamp(min=1e-30)).item()
+    assert err < tol, f"relative error {err:.2e} >= {tol:.0e}"
 compiled = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
                               reason="the Triton kernels compiled for the GPU: run with TRITON_INTERPRET=0")
 
 
 @compiled
-@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2), (torch.float16, 2e-2)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2), (torch.float16, 2e-3)])
 @pytest.mark.parametrize("V", [515, 4096, 50257])
 @pytest.mark.parametrize("entropy", [False, True])
-def test_logprob_kernel_on_the_gpu_matches_float64(dtype, atol, V, entropy):
+def test_logprob_kernel_on_the_gpu_matches_float64(dtype, tol, V, entropy):
+    """Against float64 on the same (rounded) logits: the values are computed in fp32, so they are close in every
+    dtype; the gradient is written in the logits' dtype, so it carries that dtype's rounding."""
     torch.manual_seed(0)
     x = (torch.randn(300, V, device="cuda") * 3).to(dtype).requires_grad_()
     y = torch.randint(0, V, (300,), device="cuda")
@@ -30,28 +38,27 @@ def test_logprob_kernel_on_the_gpu_matches_float64(dtype, atol, V, entropy):
     ref = logprobs_torch(xr, y, 0.8, with_entropy=entropy)
     out, ref = (out, ref) if entropy else ((out,), (ref,))
     for o, r in zip(out, ref):
-        torch.testing.assert_close(o.double(), r, atol=atol * 10, rtol=atol)
+        assert_near(o, r, 1e-5)
     g = [torch.randn_like(r) for r in ref]
     (gx,) = torch.autograd.grad(sum((o.double() * gi).sum() for o, gi in zip(out, g)), x)
     (gr,) = torch.autograd.grad(sum((r * gi).sum() for r, gi in zip(ref, g)), xr)
-    torch.testing.assert_close(gx.double(), gr, atol=atol, rtol=atol * 10)
+    assert_near(gx, gr, tol)
 
 
 @compiled
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_kl_kernel_on_the_gpu_matches_torch(kind, dtype):
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2), (torch.float64, 1e-10)])
+def test_kl_kernel_on_the_gpu_matches_torch(kind, dtype, tol):
     torch.manual_seed(0)
     s = torch.randn(200, 5000, device="cuda", dtype=dtype).requires_grad_()
     t = torch.randn(200, 5000, device="cuda", dtype=dtype)
     got = kl_div(s, t, kind, 0.9, 0.3, backend="triton")
     sr = s.detach().double().requires_grad_()
     ref = _divergence(sr, t.double(), kind, 0.9, 0.3)
-    tol = 1e-6 if dtype == torch.float64 else 1e-3 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(got.double(), ref, atol=tol, rtol=tol)
+    assert_near(got, ref, 1e-10 if dtype == torch.float64 else 1e-5)    # computed in fp32 (fp64) whatever the input
     (gs,) = torch.autograd.grad(got.sum(), s)
     (gr,) = torch.autograd.grad(ref.sum(), sr)
-    torch.testing.assert_close(gs.double(), gr, atol=tol, rtol=tol * 10)
+    assert_near(gs, gr, tol)
 
 
 def tiny():

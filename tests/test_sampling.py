@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -65,7 +66,6 @@ def test_filter_logits_by_hand():
 
 
 def test_sampling_bench_compares_with_transformers_on_the_same_weights(tmp_path):
-    import pytest
     pytest.importorskip("transformers")
     from bench.sampling import SamplingConfig, main
     main(SamplingConfig(batch=3, prompt_len=5, new_tokens=4, n_layer=1, n_embd=32, n_head=2, vocab_size=300,
@@ -75,3 +75,15 @@ def test_sampling_bench_compares_with_transformers_on_the_same_weights(tmp_path)
     assert diff < 1e-4                                                  # the mapping: one model, two samplers
     assert "| transformers | 12 |" in text and "| nanoreason | 12 |" in text
     assert text.strip().splitlines()[-1].endswith("x transformers generate")
+
+
+def test_inverse_cdf_sampling_follows_the_probabilities_and_refuses_nan():
+    from nanoreason.rundir import NonFiniteError
+    from nanoreason.sampling import sample_from
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5], [0.1, 0.0, 0.0, 0.9]]).repeat(5000, 1)    # (10000, 4)
+    tok = sample_from(probs, torch.Generator().manual_seed(0))
+    counts = torch.stack([torch.bincount(tok[i::2], minlength=4) for i in (0, 1)]).float() / 5000
+    assert counts[0, 0] == counts[0, 2] == counts[1, 1] == counts[1, 2] == 0      # probability 0: never
+    torch.testing.assert_close(counts, probs[:2], atol=0.02, rtol=0)
+    with pytest.raises(NonFiniteError, match="NaN or inf"):
+        sample_from(torch.tensor([[0.5, float("nan")]]))
