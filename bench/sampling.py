@@ -48,8 +48,7 @@ def models(c: SamplingConfig):
         n_head=c.n_head)).eval()
     cfg = GPTConfig(vocab_size=c.vocab_size, block_size=c.prompt_len + c.new_tokens + 1, n_layer=c.n_layer,
                     n_head=c.n_head, n_embd=c.n_embd, gelu="tanh")
-    sd = {k.removeprefix("transformer."): v for k, v in hf.state_dict().items()}
-    ours = load_gpt2_weights(GPT(cfg), sd, "transformers' GPT2LMHeadModel").eval()
+    ours = load_gpt2_weights(GPT(cfg), hf.state_dict(), "transformers' GPT2LMHeadModel").eval()
     return hf, ours
 
 
@@ -78,8 +77,7 @@ def main(c: SamplingConfig):
 
     best = {"transformers": float("inf"), "nanoreason": float("inf")}
     tokens = {}
-    for name, fn in (("transformers", run_hf), ("nanoreason", run_ours)):
-        fn()                                                           # warm-up
+    run_hf(), run_ours()                                               # warm-up
     for _ in range(c.repeats):
         for name, fn in (("transformers", run_hf), ("nanoreason", run_ours)):
             start = time.perf_counter()

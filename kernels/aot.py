@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 DTYPES = ("fp32", "bf16", "fp16", "fp64")                                   # the logits' dtypes, as Triton names them
-TILE_COLUMNS = tuple(2**i for i in range(4, 13))                            # 16 ... 4096: what triton_blocks picks
+TILE_COLUMNS = tuple(2**i for i in range(4, 13))                            # vocabularies 16 ... 4096 (and larger)
 ARCHS = (80, 90)                                                            # A100, H100/H200
 
 
@@ -73,19 +73,20 @@ def _signature(v: Variant) -> tuple[dict, dict]:
 
 
 def launch_variants(widest_only: bool = False) -> list[Variant]:
-    """Every (kernel, dtype, mode, tile) a launch makes on a GPU with the default tiles: one per vocabulary tile
-    16 ... 4096 columns, or with `widest_only` the widest tile alone (any vocabulary of 4096 or more)."""
+    """Every (kernel, dtype, mode, tile) a launch makes on a GPU with `default_tile`, for vocabularies of 16, 32, ...
+    4096 columns and more (one per tile it can pick), or with `widest_only` the widest tile alone."""
     from kernels.kl import KINDS
-    from kernels.logprobs import gpu_max_columns, num_warps
+    from kernels.logprobs import default_tile, num_warps
     out = []
     for kernel, modes in (("logprobs._fwd", ("plain", "entropy")), ("logprobs._bwd", ("plain", "entropy")),
                           ("kl._kl_fwd", KINDS), ("kl._kl_bwd", KINDS)):
         for dtype in DTYPES:
-            widest = gpu_max_columns(dtype == "fp64")
+            f64 = dtype == "fp64"
+            tiles = sorted({default_tile(V, f64, interpreted=False) for V in TILE_COLUMNS})
             for mode in modes:
-                for bv in (widest,) if widest_only else (b for b in TILE_COLUMNS if b <= widest):
+                for bn, bv in tiles[-1:] if widest_only else tiles:
                     for aligned in (False, True):
-                        out.append(Variant(kernel, dtype, mode, 1, bv, num_warps(1, bv, dtype == "fp64"), aligned))
+                        out.append(Variant(kernel, dtype, mode, bn, bv, num_warps(bn, bv, f64), aligned))
     return out
 
 

@@ -17,6 +17,7 @@ Targets equal to `ignore_index` get log-prob 0 and no gradient. float64 inputs a
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -211,8 +212,10 @@ def triton_ready(x) -> bool:
     return interpreted
 
 
+@functools.cache
 def require_triton(minimum: tuple[int, int], feature: str) -> None:
-    """One line when the installed Triton is older than `minimum` for `feature` (tested on Triton 3.9)."""
+    """One line when the installed Triton is older than `minimum` for `feature` (tested on Triton 3.9). Checked once
+    per process: the kernels' launches call it."""
     import triton
     have = tuple(int(p) for p in triton.__version__.split(".")[:2] if p.isdigit())
     if have < minimum:
@@ -221,22 +224,24 @@ def require_triton(minimum: tuple[int, int], feature: str) -> None:
 
 
 def triton_blocks(x, V: int, block_n: int | None, block_v: int | None) -> tuple[int, int, int]:
-    """(rows, vocabulary columns, warps) of one Triton program for logits `x` with V columns. On a GPU: one row and
-    up to 4096 columns a program (2048 in fp64), 16 fp32 or 8 fp64 values a thread (8 warps at the widest): no
-    spill on sm_80 or sm_90 (`python bench/kernel_compile.py`). On the interpreter: small tiles. Explicit sizes must
-    be powers of 2. Raises first if the kernels cannot run on `x`."""
-    interpreted = triton_ready(x)
-    bn = block_n or (4 if interpreted else 1)
-    bv = block_v or _pow2_at_most(max(V, 16), 1024 if interpreted else gpu_max_columns(x.dtype == torch.float64))
+    """(rows, vocabulary columns, warps) of one Triton program for logits `x` with V columns: `default_tile` unless
+    sizes are given, which must be powers of 2. Raises first if the kernels cannot run on `x`."""
+    f64 = x.dtype == torch.float64
+    bn, bv = default_tile(V, f64, interpreted=triton_ready(x))
+    bn, bv = block_n or bn, block_v or bv
     for name, b in (("block_n", bn), ("block_v", bv)):
         if b & (b - 1):
             raise ValueError(f"{name} must be a power of 2, got {b}")
-    return bn, bv, num_warps(bn, bv, x.dtype == torch.float64)
+    return bn, bv, num_warps(bn, bv, f64)
 
 
-def gpu_max_columns(f64: bool) -> int:
-    """The widest vocabulary tile `triton_blocks` picks on a GPU: fp64 holds half as many values in the registers."""
-    return 2048 if f64 else 4096
+def default_tile(V: int, f64: bool, interpreted: bool) -> tuple[int, int]:
+    """(rows, columns) of a program for a vocabulary of V. On a GPU: one row and up to 4096 columns (2048 in fp64,
+    which holds half as many values in the registers); with `num_warps`, 16 fp32 or 8 fp64 values a thread, no spill
+    on sm_80 or sm_90 (`python bench/kernel_compile.py`). On the interpreter: 4 rows, up to 1024 columns."""
+    if interpreted:
+        return 4, _pow2_at_most(max(V, 16), 1024)
+    return 1, _pow2_at_most(max(V, 16), 2048 if f64 else 4096)
 
 
 def num_warps(block_n: int, block_v: int, f64: bool = False) -> int:

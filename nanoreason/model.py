@@ -133,9 +133,11 @@ class GPT(nn.Module):
         cache: continue from the cached prefix (the mask then covers only the new tokens)."""
         B, T = idx.shape
         start = cache.len if cache is not None else 0
-        unpadded = attention_mask is None or cache is not None and bool(attention_mask.all())   # (a sampler's
-        if start == 0 and unpadded:                                             # prefill: training forwards skip
-            pos, mask = torch.arange(T, device=idx.device).expand(B, T), None   # the sync) -> the fast causal path
+        # No padding: the fast causal path. Only a sampler's prefill (a cache) looks inside its mask for padding;
+        # a training forward would pay a device sync for it.
+        unpadded = attention_mask is None or (cache is not None and bool(attention_mask.all()))
+        if start == 0 and unpadded:
+            pos, mask = torch.arange(T, device=idx.device).expand(B, T), None
             if cache is not None:
                 cache.valid[:, :T] = True
                 cache.pos = torch.full((B,), T, dtype=torch.long, device=idx.device)

@@ -32,7 +32,7 @@ BLOCK = {"ln_1.weight": "ln_1.weight", "ln_1.bias": "ln_1.bias", "ln_2.weight": 
 
 
 def read_weights(path: str) -> tuple[dict, str]:
-    """(state dict, file) from model.safetensors or pytorch_model.bin, keys without the "transformer." prefix."""
+    """(state dict, file) from model.safetensors or pytorch_model.bin."""
     st, pt = os.path.join(path, "model.safetensors"), os.path.join(path, "pytorch_model.bin")
     if os.path.exists(st):
         from safetensors.torch import load_file
@@ -41,7 +41,7 @@ def read_weights(path: str) -> tuple[dict, str]:
         sd, f = torch.load(pt, map_location="cpu", weights_only=True), pt
     else:
         raise ConfigError(f"{path}: no model.safetensors or pytorch_model.bin")
-    return {k.removeprefix("transformer."): v for k, v in sd.items()}, f
+    return sd, f
 
 
 def load_gpt2_tokenizer(path: str) -> Tokenizer:
@@ -75,9 +75,11 @@ def load_gpt2(path: str, device: str = "cpu") -> tuple[GPT, Tokenizer]:
 
 
 def load_gpt2_weights(model: GPT, sd: dict, source: str = "state dict", rows: int | None = None) -> GPT:
-    """Copy a GPT-2 state dict (Hugging Face names, no "transformer." prefix) into `model`, whose config must have
-    its sizes. `rows`: how many token embeddings to take (the rest keep their init). `source` names it in errors."""
+    """Copy a GPT-2 state dict (Hugging Face names, with or without the "transformer." prefix) into `model`, whose
+    config must have its sizes. `rows`: how many token embeddings to take (the rest keep their init). `source` names
+    it in errors."""
     cfg, ours = model.cfg, model.state_dict()
+    sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
 
     def take(name: str, hf_name: str, transpose: bool = False, n_rows: int | None = None):
         if hf_name not in sd:

@@ -233,6 +233,9 @@ def test_triton_without_a_gpu_or_the_interpreter_is_one_line(monkeypatch):
 
 def test_an_old_triton_is_one_line(monkeypatch):
     import triton
+
+    from kernels.logprobs import require_triton
+    require_triton.cache_clear()                                        # checked once per process: check again
     monkeypatch.setattr(triton, "__version__", "2.1.0")
     with pytest.raises(RuntimeError, match=r"^the Triton kernels need triton >= 3\.0; this machine has triton 2\.1\.0"):
         logprobs(torch.randn(3, 8), torch.tensor([0, 1, 2]), backend="triton")
