@@ -4,6 +4,7 @@
     python eval.py --ckpt=out/sft/ckpt.pt --k=64 --orm_ckpt=out/orm/ckpt.pt --prm_ckpt=out/prm/ckpt.pt --best_of=1,4,16,64
     python eval.py --k=16 --prm_ckpt=out/prm/ckpt.pt --beam=4        # + PRM-guided step-level beam search
     python eval.py --k=16 --prm_ckpt=out/prm/ckpt.pt --mmr=4         # + a vote over 4 diverse samples (MMR)
+    python eval.py --ckpt=out/ppo/ckpt.pt --tool=calculator          # the calculator writes each <<expr= result
     python eval.py --k=64 --best_of=1,2,4,8,16,32,64 --orm_ckpt=out/orm/ckpt.pt --prm_ckpt=out/prm/ckpt.pt \
         --beam=1,2,4,8                                               # the test-time-compute figure (docs/reward_models.md)
 
@@ -11,7 +12,8 @@ Prints a Havrilla et al. 2024-style table — maj@1 (greedy), maj@k (majority vo
 sample an ORM or a PRM scores highest; PRM steps aggregated by min, prod and last; and, as the ceiling, the task's step
 oracle used as a PRM) and pass@k (some sample is right; unbiased estimator), optionally PRM-guided beam search — then
 best-of-N for each N in `best_of`, with the verifier-weighted votes; saves it as JSON, and a PNG of accuracy against
-the tokens sampled per problem (best-of-N at N samples' worth; beam search at what it sampled).
+the tokens sampled per problem (best-of-N at N samples' worth; beam search at what it sampled). With `--tool`, every
+sample is written with the tool, and the greedy accuracy without it and the calls per answer are added.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from nanoreason.evaluate import accuracy
 from nanoreason.report import plot_curves, write_table
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
 from nanoreason.tasks import check_data, extract_answer, make_problems
+from nanoreason.tools import make_tool, tool_calls
 from nanoreason.training import pick_device
 
 
@@ -48,6 +51,7 @@ class EvalConfig:
     data: str = ""                        # a GSM8K-format file whose held-out problems to use ("": the policy's task)
     test_data: str = ""                   # ... its held-out problems from this file instead ("": a fixed 20% of data)
     max_new_tokens: int = 64
+    tool: str = "none"                    # calculator: it writes the result of each <<expr= (nanoreason/tools.py)
     out_dir: str = "out/eval"             # writes <out_dir>/<policy dir>_k<k>.json
     seed: int = 0
     device: str = "auto"
@@ -66,7 +70,9 @@ class EvalConfig:
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
 
     def out_path(self) -> str:
-        return os.path.join(self.out_dir, f"{os.path.basename(os.path.dirname(os.path.abspath(self.ckpt)))}_k{self.k}.json")
+        tool = "" if self.tool == "none" else f"_{self.tool}"
+        return os.path.join(self.out_dir,
+                            f"{os.path.basename(os.path.dirname(os.path.abspath(self.ckpt)))}_k{self.k}{tool}.json")
 
 
 def main(c: EvalConfig):
@@ -81,6 +87,8 @@ def main(c: EvalConfig):
         raise ConfigError(f"beam widths and expand must be >= 1, got --beam={c.beam} --expand={c.expand}")
     if c.beams and not c.prm_ckpt:
         raise ConfigError("--beam needs --prm_ckpt: the beam search is guided by a process reward model")
+    if c.beams and c.tool != "none":
+        raise ConfigError("--beam does not call tools: run the beam search without --tool")
     for n in ns:
         if not 0 < n <= c.k:
             raise ConfigError(f"best_of={n} is larger than k={c.k}, the samples drawn per problem (or < 1)")
@@ -91,10 +99,11 @@ def main(c: EvalConfig):
                                                                                        ("prm", c.prm_ckpt)) if path}
     test = make_problems(c.eval_problems, "test", task_seed, with_data(task, c.data, c.test_data))
     prefix = ckpt.get("extra", {}).get("prefix", [])            # return-conditioned policies ask for <|correct|>
+    tool = make_tool(c.tool, tok)                                 # None, or the calculator every sample calls
 
     torch.manual_seed(c.seed)
-    greedy, _ = accuracy(policy, tok, test, prefix=prefix, max_new_tokens=c.max_new_tokens)
-    grouped = sample_texts(policy, tok, test, c.k, c.temperature, prefix, c.max_new_tokens)   # k texts per problem
+    greedy, greedy_texts = accuracy(policy, tok, test, prefix=prefix, max_new_tokens=c.max_new_tokens, tool=tool)
+    grouped = sample_texts(policy, tok, test, c.k, c.temperature, prefix, c.max_new_tokens, tool)   # k per problem
     answers = [[extract_answer(t) for t in ts] for ts in grouped]
     texts, reps = [t for ts in grouped for t in ts], [p for p in test for _ in range(c.k)]   # flat, for the RMs
     group = lambda xs: [xs[i * c.k:(i + 1) * c.k] for i in range(len(test))]  # noqa: E731
@@ -110,6 +119,13 @@ def main(c: EvalConfig):
 
     k = c.k
     row = {"maj@1 (greedy)": greedy, **sample_metrics(test, answers, k)}
+    tool_stats = {}
+    if tool is not None:                                        # the same model without the tool, and its calls
+        without, plain_texts = accuracy(policy, tok, test, prefix=prefix, max_new_tokens=c.max_new_tokens)
+        row = {"maj@1 (greedy)": greedy, "maj@1 without the tool": without, **sample_metrics(test, answers, k)}
+        tool_stats = {"tool": c.tool, "calls_per_answer": sum(map(tool_calls, greedy_texts)) / len(test),
+                      "calls_per_answer_without": sum(map(tool_calls, plain_texts)) / len(test),
+                      "calls_per_sample": sum(map(tool_calls, texts)) / len(texts)}
     for name, sc in scores.items():
         row[f"rerank@{k} {name}"] = best_of_n(test, answers, sc, k)           # the best-scored of all k
     beam_points = []                                                           # (tokens per problem, accuracy)
@@ -134,7 +150,10 @@ def main(c: EvalConfig):
                  for name in ("ORM", "PRM-min") if name in scores})
     per_sample = max(1.0, sum(len(tok.encode(t)) for t in texts) / len(texts))   # tokens of one sampled answer
 
-    lines = [f"`{c.ckpt}`: {len(test)} held-out problems, k={k} samples at T={c.temperature:g}; one run, seed {c.seed}.",
+    lines = [f"`{c.ckpt}`: {len(test)} held-out problems, k={k} samples at T={c.temperature:g}; one run, seed {c.seed}"
+             + (f"; every answer written with the {c.tool} (tool calls per greedy answer: "
+                f"{tool_stats['calls_per_answer']:.2f}, {tool_stats['calls_per_answer_without']:.2f} without it)"
+                if tool else "") + ".",
              "", "| " + " | ".join(row) + " |", "|" + "---|" * len(row),
              "| " + " | ".join(f"{v:.1%}" for v in row.values()) + " |"]
     if ns:
@@ -151,7 +170,7 @@ def main(c: EvalConfig):
     os.makedirs(c.out_dir, exist_ok=True)
     json.dump({"table": row, "best_of_n": best, "tokens_per_sample": per_sample, "beam_search": beam_points,
                "k": k, "eval_problems": len(test), "temperature": c.temperature,
-               "ckpt": c.ckpt, "orm_ckpt": c.orm_ckpt, "prm_ckpt": c.prm_ckpt}, open(out, "w"), indent=2)
+               "ckpt": c.ckpt, "orm_ckpt": c.orm_ckpt, "prm_ckpt": c.prm_ckpt, **tool_stats}, open(out, "w"), indent=2)
     x = "sampled tokens per problem"
     rows = [{x: n * per_sample, **{m: best[m][n] for m in best}} for n in ns]
     rows += [{x: t, "PRM beam search": a} for t, a in beam_points]

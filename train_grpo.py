@@ -57,6 +57,7 @@ from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import cat_batches, completion_forward, sample_groups, select
 from nanoreason.rundir import RunDir
 from nanoreason.tasks import check_data, check_steps, make_problems, shows_work
+from nanoreason.tools import make_tool, tool_calls
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 ALGOS = ("grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce", "reinforce_pp")
@@ -80,6 +81,8 @@ class GRPOConfig:
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (one number per completion)
     shaping: str = "none"                 # step-reward shaping before the sum: none, clip, delta, clip+delta
     prm_ckpt: str = ""                    # the `steps` reward from this learned PRM (train_prm.py), not the oracle
+    tool: str = "none"                    # calculator: it writes the result of each <<expr= (GSM8K); its tokens
+                                          # are context, kept out of every loss term (nanoreason/tools.py)
     iters: int = 150
     prompts_per_iter: int = 16
     group_size: int = 4                   # completions per prompt; the batch is prompts_per_iter * group_size
@@ -241,6 +244,7 @@ def train(cfg: GRPOConfig) -> dict:
     if cfg.scratch:                                  # keep the tokenizer and the task, forget the weights
         policy = GPT(policy.cfg).to(device)
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device, task) if cfg.prm_ckpt else None   # a learned PRM
+    tool = make_tool(cfg.tool, tok)                    # None, or the calculator the sampler and evaluation call
     t0 = time.time()
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -260,7 +264,7 @@ def train(cfg: GRPOConfig) -> dict:
               f"{cfg.group_size} samples per iteration; device {device}" + (f"; {world} processes" if world > 1 else ""))
 
     def evaluate(it):        # accuracy, format and reasoning rates, response length of greedy answers
-        stats = evaluate_and_show(policy, tok, test, it, cfg.show_samples, stats=True)
+        stats = evaluate_and_show(policy, tok, test, it, cfg.show_samples, stats=True, tool=tool)
         log.log(step=it, **stats, samples=sampled, wall=wall_before + time.time() - t0)
         return stats
 
@@ -283,7 +287,7 @@ def train(cfg: GRPOConfig) -> dict:
         def sample(seed):
             problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, seed, cfg.weights,
                                         cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
-                                        rank=rank, world=world)
+                                        rank=rank, world=world, tool=tool)
             rewards = b.scores.sum(1)              # (B,) one number per completion (shaped step rewards summed)
             if cfg.algo == "dapo":                 # soft overlong punishment
                 rewards = rewards + rl.overlong_penalty(b.completion_mask.sum(1), cfg.max_new_tokens, cfg.overlong_cache)
@@ -302,6 +306,7 @@ def train(cfg: GRPOConfig) -> dict:
             train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
             steps_per_answer=b.n_steps.mean().item(), sampled_length=b.completion_mask.sum(1).float().mean().item(),
             worked=sum(shows_work(t) for t in b.texts) / len(b.texts),                           # measured only
+            tool_calls=sum(map(tool_calls, b.texts)) / len(b.texts), tool_tokens=b.tool_mask.sum(1).mean().item(),
             reasoning=sum(any(check_steps(p, t)) for p, t in zip(problems, b.texts)) / len(problems),
             **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
             temperature=temp, wall=wall_before + time.time() - t0))
@@ -330,10 +335,10 @@ def train(cfg: GRPOConfig) -> dict:
     summary = {"algo": name, "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
                "gain": after["accuracy"] - before["accuracy"],
                **{f"{k}_{when}": s.get(k, float("nan"))            # nan: not measured by an older checkpoint
-                  for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length")
+                  for k in ("format_rate", "worked_rate", "reasoning_rate", "response_length", "tool_calls")
                   for when, s in (("before", before), ("after", after))},
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": last,
-               "samples": sampled, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
+               "samples": sampled, "tool": cfg.tool, "checkpoint": run.ckpt, "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: {name} held-out accuracy {before['accuracy']:.1%} -> {after['accuracy']:.1%} in {wall:.0f}s "
           f"-> {cfg.out_dir}/")

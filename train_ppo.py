@@ -36,6 +36,7 @@ from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
 from nanoreason.rundir import RunDir
 from nanoreason.tasks import check_data, make_problems
+from nanoreason.tools import make_tool, tool_calls
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -52,6 +53,8 @@ class PPOConfig:
     rewards: str = "outcome=1"            # weighted sum of outcome, format, steps (e.g. "outcome=1,steps=0.2")
     shaping: str = "none"                 # step-reward shaping: none, clip, delta, clip+delta (Gao et al. 2024)
     prm_ckpt: str = ""                    # the `steps` reward from this learned PRM (train_prm.py), not the oracle
+    tool: str = "none"                    # calculator: it writes the result of each <<expr= (GSM8K); its tokens
+                                          # are context, kept out of every loss term (nanoreason/tools.py)
     # rollouts
     iters: int = 400
     batch_size: int = 64                  # completions per iteration
@@ -176,6 +179,7 @@ def train(cfg: PPOConfig) -> dict:
     ddp_policy = distributed.wrap(policy, world, heads=("value",) if critic is policy else ())   # DDP averages
     ddp_critic = ddp_policy if critic is policy else distributed.wrap(critic, world, heads=("value",))  # gradients
     step_scorer = rm.prm_step_scorer(cfg.prm_ckpt, tok, device, task) if cfg.prm_ckpt else None   # a learned PRM
+    tool = make_tool(cfg.tool, tok)                    # None, or the calculator the sampler and evaluation call
     kl_ctl = rl.AdaptiveKLController(cfg.kl_coef, cfg.kl_target) if cfg.kl_target > 0 else None
     beta, start, wall_before, acc_before = cfg.kl_coef, 0, 0.0, None
     test = make_problems(cfg.eval_problems, "test", task_seed, task)
@@ -194,7 +198,7 @@ def train(cfg: PPOConfig) -> dict:
               + (f"; {world} processes" if world > 1 else ""))
 
     def evaluate(it):
-        acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples)
+        acc = evaluate_and_show(policy, tok, test, it, cfg.show_samples, tool=tool)
         log.log(step=it, accuracy=acc, samples=it * cfg.batch_size, wall=wall_before + time.time() - t0)
         return acc
 
@@ -221,8 +225,8 @@ def train(cfg: PPOConfig) -> dict:
         # ---- 1. rollouts: one completion for each of batch_size fresh problems (this rank's share of them)
         problems, b = sample_groups(policy, tok, task, cfg.batch_size, 1, cfg.seed * 1_000_003 + it, cfg.weights,
                                     cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
-                                    rank=rank, world=world)
-        m = b.completion_mask
+                                    rank=rank, world=world, tool=tool)
+        m = b.completion_mask                          # (B, T) the tokens the model wrote: the tool's are not actions
         # ---- 2-3. rewards with the KL penalty, advantages
         old_logp, old_values, adv, returns, kl_seq = advantages(policy, ref, critic, b, beta, cfg, temp)
 
@@ -237,6 +241,7 @@ def train(cfg: PPOConfig) -> dict:
             format=b.formatted.mean().item(), kl=kl_seq, beta=beta, entropy=s[2], policy_loss=s[0],
             value_loss=s[1], clipfrac=s[3], approx_kl=s[4], explained_variance=s[5],
             response_length=m.sum(1).mean().item(), steps_per_answer=b.n_steps.mean().item(),
+            tool_calls=sum(map(tool_calls, b.texts)) / len(b.texts), tool_tokens=b.tool_mask.sum(1).mean().item(),
             temperature=temp, wall=wall_before + time.time() - t0))
         if not main:
             continue
@@ -259,7 +264,7 @@ def train(cfg: PPOConfig) -> dict:
                 title=f"PPO: held-out accuracy {acc_before:.1%} -> {acc:.1%}")
     summary = {"accuracy_before": acc_before, "accuracy_after": acc, "gain": acc - acc_before,
                "eval_problems": len(test), "wall_seconds": round(wall, 1), "iters": cfg.iters,
-               "samples": cfg.iters * cfg.batch_size, "critic": cfg.critic, "checkpoint": run.ckpt,
+               "samples": cfg.iters * cfg.batch_size, "critic": cfg.critic, "tool": cfg.tool, "checkpoint": run.ckpt,
                "config": dataclasses.asdict(cfg)}
     write_summary(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"done: held-out accuracy {acc_before:.1%} -> {acc:.1%} in {wall:.0f}s -> {cfg.out_dir}/")

@@ -69,6 +69,10 @@ def check_shared(cfg):
         device = pick_device(cfg.device)
         if hasattr(cfg, "dtype"):
             check_dtype(device, cfg.dtype)
+    if hasattr(cfg, "tool"):
+        from nanoreason.tools import TOOLS
+        if cfg.tool not in TOOLS:
+            raise ConfigError(f"unknown --tool {cfg.tool!r}; choose from {', '.join(TOOLS)}")
     if hasattr(cfg, "out_dir"):
         check_out_dir(cfg.out_dir)
 

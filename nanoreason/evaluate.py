@@ -9,6 +9,7 @@ from nanoreason.rewards import format_reward
 from nanoreason.sampling import generate
 from nanoreason.tasks import Problem, check_steps, extract_answer, shows_work
 from nanoreason.tokenizer import Tokenizer
+from nanoreason.tools import tool_calls
 
 
 def prompt_text(question: str) -> str:
@@ -40,14 +41,15 @@ def accuracy(model: GPT, tok: Tokenizer, problems: list[Problem], **kw) -> tuple
 def completion_stats(tok: Tokenizer, problems: list[Problem], completions: list[str]) -> dict:
     """What answers to `problems` look like: accuracy; format rate (they end in one `#### N` line); worked-step rate
     (at least one calculation line before the answer, right or wrong: `shows_work`); reasoning rate (at least one
-    calculation line the step oracle accepts); mean response length in tokens (with the end-of-text). What a base model
-    does when shown a question, and what pure RL changes."""
+    calculation line the step oracle accepts); mean response length in tokens (with the end-of-text); calculator calls
+    (`<<expr=`) per answer. What a base model does when shown a question, and what pure RL changes."""
     n = max(len(problems), 1)
     return {"accuracy": sum(extract_answer(c) == p.answer for c, p in zip(completions, problems)) / n,
             "format_rate": sum(format_reward(c) for c in completions) / n,
             "worked_rate": sum(shows_work(c) for c in completions) / n,
             "reasoning_rate": sum(any(check_steps(p, c)) for c, p in zip(completions, problems)) / n,
-            "response_length": sum(len(tok.encode(c)) + 1 for c in completions) / n}
+            "response_length": sum(len(tok.encode(c)) + 1 for c in completions) / n,
+            "tool_calls": sum(map(tool_calls, completions)) / n}
 
 
 @torch.no_grad()

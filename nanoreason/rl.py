@@ -63,6 +63,16 @@ def hidden_logprobs(h, weight, targets, temperature: float = 1.0, with_entropy: 
     return linear_logprobs(h, weight, targets, temperature, backend="auto", with_entropy=with_entropy)
 
 
+def rewards_on_actions(rewards, actions):
+    """Tools in the loop: a reward that lands on a token the tool wrote (`actions` 0 there) moves to the last token
+    the model wrote before it, the action that led to it; tool tokens earn nothing. r'_t = sum_{s: last action <= s
+    is t} r_s. rewards, actions (B, T) -> (B, T), the same total per row (a reward before any action is kept)."""
+    t = torch.arange(rewards.shape[1], device=rewards.device).expand_as(rewards)
+    last = torch.where(actions.bool(), t, -1).cummax(1).values                # (B, T) last action at or before t
+    target = torch.where(last >= 0, last, t)
+    return torch.zeros_like(rewards).scatter_add(1, target, rewards)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Advantages
 

@@ -17,7 +17,7 @@ from nanoreason.distributed import rank_seed, shard, unwrap
 from nanoreason.evaluate import prompt_text
 from nanoreason.model import GPT
 from nanoreason.rewards import compound_reward, format_reward, outcome_reward, step_end_tokens, token_rewards
-from nanoreason.rl import hidden_logprobs
+from nanoreason.rl import hidden_logprobs, rewards_on_actions
 from nanoreason.sampling import Rollout, generate
 from nanoreason.tasks import check_steps, split_steps, stream
 from nanoreason.tokenizer import Tokenizer
@@ -29,22 +29,24 @@ class Batch:
     ids: torch.Tensor           # (B, P+T) prompt + completion
     mask: torch.Tensor          # (B, P+T) attention mask
     P: int                      # padded prompt length
-    completion_mask: torch.Tensor   # (B, T) float
+    completion_mask: torch.Tensor   # (B, T) float: 1 = a token the model wrote (an action); every loss term's mask
     scores: torch.Tensor        # (B, T) task rewards placed on tokens (steps on step ends, sequence on last token)
     correct: torch.Tensor       # (B,) outcome 0/1
     formatted: torch.Tensor     # (B,) format 0/1
     n_steps: torch.Tensor       # (B,) reasoning lines
     texts: list
+    tool_mask: torch.Tensor | None = None   # (B, T) float: 1 = written by the tool (context, in `mask`, not an action)
 
 
 @torch.no_grad()
 def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str = "none", max_new_tokens: int = 64,
-            temperature: float = 1.0, generator=None, prefix: list[int] = (), step_scorer=None) -> Batch:
+            temperature: float = 1.0, generator=None, prefix: list[int] = (), step_scorer=None, tool=None) -> Batch:
     """Sample one completion per problem (repeat a problem for several), decode it and put its rewards on tokens.
     `prefix`: token ids before every prompt (e.g. a control token). `step_scorer(problems, texts)`: per-step rewards
-    from a learned PRM for the `steps` reward, instead of the oracle's."""
+    from a learned PRM for the `steps` reward, instead of the oracle's. `tool` (nanoreason.tools): its tokens stay in
+    the context (`mask`) but not in `completion_mask`, and a reward on one moves to the model's token before it."""
     prompts = [list(prefix) + tok.encode(prompt_text(p.question)) for p in problems]
-    r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator)
+    r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator, tool=tool)
     ids, mask = r.sequences()
     T = r.completion.shape[1]
     scores, comps = torch.zeros(len(problems), T), r.completion_ids()
@@ -56,16 +58,19 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
         ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body], p.gsm8k) if steps else []
         scores[i, :len(comp)] = token_rewards(seq, steps, ends, len(comp))
     dev = ids.device
-    return Batch(r, ids, mask, r.prompt.shape[1], r.completion_mask.float(), scores.to(dev),
+    tool_mask = r.tool_mask.float()
+    actions = r.completion_mask.float() - tool_mask                     # (B, T) what the model wrote
+    scores = rewards_on_actions(scores.to(dev), actions)
+    return Batch(r, ids, mask, r.prompt.shape[1], actions, scores,
                  torch.tensor([outcome_reward(p, t) for p, t in zip(problems, texts)], device=dev),
                  torch.tensor([format_reward(t) for t in texts], device=dev),
                  torch.tensor([float(len(split_steps(t, p.gsm8k))) for p, t in zip(problems, texts)], device=dev),
-                 texts)
+                 texts, tool_mask)
 
 
 def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, seed: int, weights: dict,
                   max_new_tokens: int, temperature: float, generator, prefix: list[int] = (), shaping: str = "none",
-                  step_scorer=None, rank: int = 0, world: int = 1):
+                  step_scorer=None, rank: int = 0, world: int = 1, tool=None):
     """k completions for each of `n_problems` fresh training problems drawn with `seed`, the k of a problem next to
     each other: (problems, each repeated k times; their Batch). Sampling is seeded by `seed` too: a round is
     reproducible on its own. Under torchrun this rank takes its share of the problems (whole groups) and samples
@@ -76,16 +81,17 @@ def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, se
     generator.manual_seed(rank_seed(seed, rank))
     policy.eval()
     return problems, collect(policy, tok, problems, weights, shaping, max_new_tokens, temperature, generator, prefix,
-                             step_scorer)
+                             step_scorer, tool)
 
 
 def select(b: Batch, rows: list[int]) -> Batch:
     """The batch's `rows` (completions), every field alike."""
     r = b.rollout
-    logprobs = None if r.logprobs is None else r.logprobs[rows]
+    pick = lambda x: None if x is None else x[rows]                       # noqa: E731
     return Batch(Rollout(r.prompt[rows], r.prompt_mask[rows], r.completion[rows], r.completion_mask[rows],
-                         logprobs), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows], b.scores[rows],
-                 b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows])
+                         pick(r.logprobs), pick(r.tool_mask)), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows],
+                 b.scores[rows], b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows],
+                 pick(b.tool_mask))
 
 
 def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
@@ -96,15 +102,16 @@ def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
     left = lambda x, v: F.pad(x, (P - x.shape[1], 0), value=v)            # noqa: E731
     right = lambda x, v: F.pad(x, (0, T - x.shape[1]), value=v)           # noqa: E731
     cat = lambda xs: torch.cat(xs)[:limit]                                # noqa: E731
+    padded = lambda xs: None if any(x is None for x in xs) else cat([right(x, 0) for x in xs])   # noqa: E731
     rs = [b.rollout for b in batches]
     r = Rollout(cat([left(x.prompt, 0) for x in rs]), cat([left(x.prompt_mask, 0) for x in rs]),
-                cat([right(x.completion, 0) for x in rs]), cat([right(x.completion_mask, 0) for x in rs]),
-                None if any(x.logprobs is None for x in rs) else cat([right(x.logprobs, 0.0) for x in rs]))
+                padded([x.completion for x in rs]), padded([x.completion_mask for x in rs]),
+                padded([x.logprobs for x in rs]), padded([x.tool_mask for x in rs]))
     ids, mask = r.sequences()
-    return Batch(r, ids, mask, P, cat([right(b.completion_mask, 0.0) for b in batches]),
-                 cat([right(b.scores, 0.0) for b in batches]), cat([b.correct for b in batches]),
-                 cat([b.formatted for b in batches]), cat([b.n_steps for b in batches]),
-                 [t for b in batches for t in b.texts][:limit])
+    return Batch(r, ids, mask, P, padded([b.completion_mask for b in batches]), padded([b.scores for b in batches]),
+                 cat([b.correct for b in batches]), cat([b.formatted for b in batches]),
+                 cat([b.n_steps for b in batches]), [t for b in batches for t in b.texts][:limit],
+                 padded([b.tool_mask for b in batches]))
 
 
 def every_step_right(p, text: str) -> bool:

@@ -8,6 +8,7 @@ Returns a `Rollout`, which is what RL needs:
     completion  (B, T)  sampled ids, eot-padded           completion_mask  (B, T)  1 = generated (incl. its eot)
     logprobs    (B, T)  log pi(token) of each sampled token under the sampling temperature (before top-k/top-p);
                         None unless generate(..., with_logprobs=True)
+    tool_mask   (B, T)  1 = written by a tool (generate(..., tool=...)), not sampled: context, not an action
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Rollout:
     completion: torch.Tensor
     completion_mask: torch.Tensor
     logprobs: torch.Tensor | None
+    tool_mask: torch.Tensor | None = None
 
     def sequences(self):
         """Prompt + completion as one left/right-padded batch: ids (B, P+T) and attention mask (B, P+T)."""
@@ -81,11 +83,17 @@ def sample_from(probs, generator=None):
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-             generator: torch.Generator | None = None, stop_ids=(), with_logprobs: bool = False) -> Rollout:
+             generator: torch.Generator | None = None, stop_ids=(), with_logprobs: bool = False,
+             tool=None) -> Rollout:
     """Sample up to `max_new_tokens` after each prompt; a row stops at its first eot, or at its first token in
     `stop_ids` (kept: e.g. the tokens that end a line, for one step at a time). `greedy` (or temperature 0) takes the
     argmax; its log-probs are then under temperature 1. `with_logprobs`: also keep each sampled token's log-prob
-    (the trainers recompute theirs with gradients, so by default `Rollout.logprobs` is None)."""
+    (the trainers recompute theirs with gradients, so by default `Rollout.logprobs` is None).
+
+    `tool` (nanoreason.tools.Calculator): after a row writes a token in `tool.triggers`, `tool.reply(its completion
+    so far)` gives the ids the tool writes next (often none); they replace that row's samples, one a step, so the row
+    and its cache go on exactly as if the model had written them, while the other rows keep sampling. They are
+    marked in `Rollout.tool_mask` (log-prob 0)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs a non-empty list of non-empty prompts")
     if temperature < 0:
@@ -105,6 +113,11 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)   # made outside inference
     out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)    # mode: the trainers' forwards
     logprobs = torch.zeros((B, max_new_tokens), device=device) if with_logprobs else None   # read them
+    tool_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
+    if tool is not None:
+        triggers = torch.zeros(model.cfg.vocab_size, dtype=torch.bool, device=device)
+        triggers[:len(tool.triggers)] = tool.triggers.to(device)[:model.cfg.vocab_size]
+    pending = {}                                                             # row -> ids the tool still writes
     done = torch.zeros(B, dtype=torch.bool, device=device)
     stop = torch.tensor([eot_id, *stop_ids], device=device)
     eot = torch.full((B,), eot_id, dtype=torch.long, device=device)
@@ -123,13 +136,27 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
                 tok = sample_from(filter_logits(scaled, top_k, top_p).softmax(-1), generator)
             if with_logprobs:
                 logprobs[:, t] = torch.where(done, 0.0, token_logprobs(scaled, tok))
+            if pending:                                                      # the tool writes, not the model
+                rows = list(pending)
+                tok[rows] = torch.tensor([pending[i].pop(0) for i in rows], device=device)
+                tool_mask[rows, t] = 1
+                if with_logprobs:
+                    logprobs[rows, t] = 0.0
+                pending = {i: ids for i, ids in pending.items() if ids}
             tok = torch.where(done, eot, tok)
             out[:, t] = tok
             out_mask[:, t] = ~done
             done = done | torch.isin(tok, stop)
+            if tool is not None:                                             # rows that may have opened a call
+                called = triggers[tok] & ~done & (tool_mask[:, t] == 0)
+                for i in called.nonzero().flatten().tolist():
+                    ids = tool.reply(out[i, :t + 1].tolist())
+                    if ids:
+                        pending[i] = ids
             if t == max_new_tokens - 1 or done.all():
                 break
             logits = model.lm_head(model.decode(tok, cache)).float()        # (B, V)
     T = t + 1
     model.train(was_training)
-    return Rollout(prompt, prompt_mask, out[:, :T], out_mask[:, :T], logprobs[:, :T] if with_logprobs else None)
+    return Rollout(prompt, prompt_mask, out[:, :T], out_mask[:, :T], logprobs[:, :T] if with_logprobs else None,
+                   tool_mask[:, :T] * out_mask[:, :T])

@@ -32,10 +32,10 @@ def majority_answer(answers: list):
 
 
 def sample_texts(model, tok, problems, k: int, temperature: float = 1.0, prefix=(),
-                 max_new_tokens: int = 96) -> list[list[str]]:
-    """k sampled completions per problem: a list (one per problem) of k texts."""
+                 max_new_tokens: int = 96, tool=None) -> list[list[str]]:
+    """k sampled completions per problem: a list (one per problem) of k texts (`tool`: nanoreason.tools)."""
     texts = solve(model, tok, [p.question for p in problems for _ in range(k)], max_new_tokens=max_new_tokens,
-                  greedy=False, temperature=temperature, prefix=prefix)
+                  greedy=False, temperature=temperature, prefix=prefix, tool=tool)
     return [texts[i * k:(i + 1) * k] for i in range(len(problems))]
 
 
