@@ -290,7 +290,8 @@ def train(cfg: GRPOConfig) -> dict:
                                         rank=rank, world=world, tool=tool)
             rewards = b.scores.sum(1)              # (B,) one number per completion (shaped step rewards summed)
             if cfg.algo == "dapo":                 # soft overlong punishment
-                rewards = rewards + rl.overlong_penalty(b.completion_mask.sum(1), cfg.max_new_tokens, cfg.overlong_cache)
+                generated = b.rollout.completion_mask.sum(1)        # the sampler's length: tool tokens count too
+                rewards = rewards + rl.overlong_penalty(generated, cfg.max_new_tokens, cfg.overlong_cache)
             return problems, b, rewards
         if cfg.algo == "dapo":                     # dynamic sampling: drop groups with no signal, refill the batch
             problems, b, rewards, refill = dynamic_sampling(sample, cfg, it)

@@ -5,7 +5,8 @@ every row behave exactly as if it were alone. Each step feeds only the newest to
 
 Returns a `Rollout`, which is what RL needs:
     prompt      (B, P)  left-padded prompt ids            prompt_mask      (B, P)  1 = real token
-    completion  (B, T)  sampled ids, eot-padded           completion_mask  (B, T)  1 = generated (incl. its eot)
+    completion  (B, T)  sampled ids, eot-padded           completion_mask  (B, T)  1 = generated (incl. its eot and
+                                                                                     any tool tokens)
     logprobs    (B, T)  log pi(token) of each sampled token under the sampling temperature (before top-k/top-p);
                         None unless generate(..., with_logprobs=True)
     tool_mask   (B, T)  1 = written by a tool (generate(..., tool=...)), not sampled: context, not an action

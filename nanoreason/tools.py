@@ -25,12 +25,9 @@ MAX_ABS = 10 ** 12      # a result beyond this is absurd for a word problem (and
 
 
 def format_number(x: Fraction) -> str:
-    """A number as the annotations write it: 17, -3, 2.5; a non-terminating fraction rounded to 4 decimals."""
-    d = x.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    places = next(k for k in range(64) if (x * 10 ** k).denominator == 1) if d == 1 else 4   # exact, or rounded
+    """A number as the annotations write it: 17, -3, 2.5, 0.125; one that needs more than 6 decimals (1/3, 2**-20)
+    rounded to 4."""
+    places = next((k for k in range(7) if (x * 10 ** k).denominator == 1), 4)     # exact, or rounded
     n = round(abs(x) * 10 ** places)                                # an integer: the digits
     digits = str(n).rjust(places + 1, "0")
     whole, frac = digits[:len(digits) - places], digits[len(digits) - places:].rstrip("0")

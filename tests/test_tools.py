@@ -24,6 +24,8 @@ def test_calculator_is_exact_and_never_raises():
         assert calculator(expr) == want, expr
     for bad in ("1/0", "7//0", "abc", "", "2+", "((1)", "1=2", "9" * 65, "99999999*99999999", "import os"):
         assert calculator(bad) == ERROR, bad
+    assert calculator("1/1024/1024/1024/1024/1024/1024/1024") == "0"         # tiny: rounded, not 70 digits
+    assert calculator("1/64") == "0.015625" and calculator("1/128") == "0.0078"
     rng = random.Random(0)
     for _ in range(500):                                  # whatever a model writes inside a call: a string, no raise
         s = "".join(rng.choice("0123456789+-*/().= x") for _ in range(rng.randint(0, 80)))
@@ -112,7 +114,7 @@ class Echo:
 def test_a_tool_assisted_batch_equals_each_row_alone(tiny_model):
     prompts = [[5, 6, 7], [1], [9, 9, 9, 9, 9, 9, 2], [3, 4], [8, 8, 8, 8, 8]]
     free = generate(tiny_model, prompts, 20, eot_id=299, greedy=True)
-    common = torch.cat(free.completion_ids() and [torch.tensor(c) for c in free.completion_ids()]).mode().values
+    common = torch.cat([torch.tensor(c) for c in free.completion_ids()]).mode().values    # a token it often writes
     tool = Echo([int(common)], [11, 12, 13], 300)
     batch = generate(tiny_model, prompts, 20, eot_id=299, greedy=True, tool=tool, with_logprobs=True)
     assert batch.tool_mask.sum() > 0 and batch.tool_mask.sum(1).eq(0).any()   # some rows call it, some do not
@@ -216,6 +218,10 @@ def test_env_and_token_views_agree_with_the_tool(tok):
     assert total == pytest.approx(b.scores.sum().item())
     with pytest.raises(ValueError, match="unknown tool"):
         CoTEnv(problem(), weights, tool="abacus")
+    env = CoTEnv(problem(), weights, tool="calculator", max_steps=5)      # a policy that only ever calls the tool
+    env.reset()
+    ends = [env.step("<<1=")[3] for _ in range(5)]
+    assert ends == [False] * 4 + [True] and env.done                     # truncated: no endless episode
 
 
 def test_an_unknown_tool_is_one_line(entry, tmp_path):
