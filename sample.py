@@ -4,6 +4,7 @@
     python sample.py                       # type problems at the prompt (empty line or Ctrl-D to quit)
     python sample.py --test_problems=5     # held-out problems, with the step oracle's verdict on each line
     python sample.py --temperature=0.8 --num_samples=4 --question="..."
+    python sample.py --test_problems=5 --tool=calculator   # the calculator writes each <<expr= result
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from nanoreason.checkpoint import load_model
 from nanoreason.config import ConfigError, check, parse_args, run_main
 from nanoreason.evaluate import solve
 from nanoreason.tasks import check_steps, extract_answer, is_step, lines_before_answer, make_problems, task_from_config
+from nanoreason.tools import make_tool
 
 
 @dataclass
@@ -28,6 +30,7 @@ class SampleConfig:
     top_p: float = 1.0
     max_new_tokens: int = 96
     seed: int = 0
+    tool: str = "none"              # calculator: it writes the result of each <<expr= (nanoreason/tools.py)
 
     def __post_init__(self):
         check(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples}")
@@ -41,7 +44,7 @@ def main(cfg: SampleConfig):
     model, tok, ckpt = load_model(cfg.ckpt)
     gen = torch.Generator().manual_seed(cfg.seed)
     opts = dict(max_new_tokens=cfg.max_new_tokens, greedy=cfg.temperature == 0, temperature=cfg.temperature or 1.0,
-                top_k=cfg.top_k or None, top_p=cfg.top_p, generator=gen)
+                top_k=cfg.top_k or None, top_p=cfg.top_p, generator=gen, tool=make_tool(cfg.tool, tok))
 
     def show(question, problem=None):
         for c in solve(model, tok, [question] * cfg.num_samples, **opts):

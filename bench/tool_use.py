@@ -7,17 +7,22 @@ Each arm runs `python train_ppo.py --tool=<arm> --seed=S --iters=<iters>` from t
 out_dir/<arm>/seed<S>/ (a finished run is kept). The start and every trained model are then scored the same way:
 greedy accuracy on the same held-out problems with the calculator writing each `<<expr=` result and without it, and
 the calculator calls (`<<expr=`) per answer. Writes out_dir/{results.json, table.md}: mean ± standard deviation over
-seeds, and PPO's own wall time (sampling, update, its evaluations).
+seeds, PPO's own wall time (sampling, update, its evaluations), and what sampling with the tool costs: the start
+model samples the held-out prompts with and without it, alternately, best of `repeats`.
 """
 import json
 import os
 import statistics
+import time
 from dataclasses import asdict, dataclass
+
+import torch
 
 from nanoreason.checkpoint import load_model, load_start
 from nanoreason.config import ConfigError, check, parse_args, run_main, run_stage
-from nanoreason.evaluate import accuracy
+from nanoreason.evaluate import accuracy, prompt_text
 from nanoreason.report import mean_sd, write_table
+from nanoreason.sampling import generate
 from nanoreason.tasks import make_problems
 from nanoreason.tools import make_tool, tool_calls
 
@@ -32,6 +37,7 @@ class ToolUseConfig:
     iters: int = 128                  # PPO iterations of 64 completions (8192 samples, as bench/compare_algorithms.py)
     seeds: str = "0,1,2"
     eval_problems: int = 256
+    repeats: int = 5                  # timings of sampling with and without the tool, alternately; best kept
 
     def __post_init__(self):
         try:
@@ -51,6 +57,20 @@ def score(ckpt: str, test) -> dict:
     return out
 
 
+def sampling_seconds(ckpt: str, test, repeats: int) -> dict:
+    """Seconds to sample one answer (T = 1) to each of `test` with and without the calculator, best of `repeats`."""
+    model, tok, _ = load_model(ckpt)
+    prompts = [tok.encode(prompt_text(p.question)) for p in test]
+    best = {name: float("inf") for name in ARMS}
+    for r in range(repeats):
+        for name in ARMS:
+            gen = torch.Generator().manual_seed(r)
+            t0 = time.perf_counter()
+            generate(model, prompts, 64, tok.eot_id, temperature=1.0, generator=gen, tool=make_tool(name, tok))
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def table(start: dict, runs: dict, c: ToolUseConfig) -> list[str]:
     lines = [f"PPO from `{c.init_from}`, {c.iters} iterations of 64 completions, seeds {c.seeds} (mean ± standard "
              f"deviation); greedy accuracy on {c.eval_problems} held-out problems, scored with the calculator writing "
@@ -66,6 +86,10 @@ def table(start: dict, runs: dict, c: ToolUseConfig) -> list[str]:
                      f"{mean_sd(xs('accuracy_calculator'))} | {gain('accuracy_calculator')} | "
                      f"{mean_sd(xs('accuracy_none'))} | {gain('accuracy_none')} | "
                      f"{mean_sd(xs('calls_calculator'), '.2f')} | {statistics.mean(xs('wall_seconds')):.0f} |")
+    s = start["sampling_seconds"]
+    lines += ["", f"Sampling one answer to each of the {c.eval_problems} prompts with the SFT start (T = 1, best of "
+              f"{c.repeats}): {s['none']:.2f} s without the tool, {s['calculator']:.2f} s with it "
+              f"({s['calculator'] / s['none']:.2f}x)."]
     return lines
 
 
@@ -73,7 +97,7 @@ def main(c: ToolUseConfig):
     os.makedirs(c.out_dir, exist_ok=True)
     _, _, task, task_seed = load_start(c.init_from)                   # trains the default SFT start if it is missing
     test = make_problems(c.eval_problems, "test", task_seed, task)
-    start = score(c.init_from, test)
+    start = {**score(c.init_from, test), "sampling_seconds": sampling_seconds(c.init_from, test, c.repeats)}
     runs = {}
     for arm in ARMS:
         runs[arm] = []

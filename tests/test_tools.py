@@ -228,3 +228,25 @@ def test_an_unknown_tool_is_one_line(entry, tmp_path):
     r = entry("train_ppo.py", "--tool=abacus", f"--out_dir={tmp_path}/p")
     assert r.returncode != 0 and "unknown --tool 'abacus'; choose from none, calculator" in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
+
+
+def test_ppo_grpo_and_eval_run_with_the_calculator(sft_ckpt, tmp_path, entry):
+    import json
+    small = ["--max_new_tokens=16", "--eval_problems=8", "--eval_interval=2", "--iters=2", "--tool=calculator"]
+    r = entry("train_ppo.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}/ppo", "--batch_size=8",
+              "--minibatch_size=4", *small)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in open(tmp_path / "ppo" / "metrics.jsonl")]
+    assert all("tool_calls" in x and "tool_tokens" in x for x in rows if "kl" in x)
+    assert json.load(open(tmp_path / "ppo" / "summary.json"))["tool"] == "calculator"
+    r = entry("train_grpo.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}/grpo", "--prompts_per_iter=4",
+              "--group_size=2", "--minibatch_size=8", "--algo=dapo", *small)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tool_calls_after" in json.load(open(tmp_path / "grpo" / "summary.json"))
+    r = entry("eval.py", f"--ckpt={sft_ckpt}", "--k=2", "--best_of=1,2", "--eval_problems=8", "--max_new_tokens=16",
+              f"--out_dir={tmp_path}/eval", "--tool=calculator")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.load(open(next((tmp_path / "eval").glob("*_k2_calculator.json"))))
+    assert {"calls_per_answer", "calls_per_answer_without"} <= set(out) and "maj@1 without the tool" in out["table"]
+    r = entry("eval.py", f"--ckpt={sft_ckpt}", "--tool=calculator", "--beam=2", "--prm_ckpt=x.pt")
+    assert r.returncode == 2 and "--beam" in r.stderr
