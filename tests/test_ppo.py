@@ -134,3 +134,12 @@ def test_pg_snr_bench_sees_the_sft_signal_and_no_signal_without_contrast(sft_ckp
     bad = bench("--group_size=3")
     assert bad.returncode == 2 and "group_size must be >= 2 and divide batch_size=8" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_epochs_bench_tabulates_each_arm_over_seeds(sft_ckpt, tmp_path, entry):
+    r = entry("bench/ppo_epochs.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--arms=2:1,1:2",
+              "--seeds=0,1", "--eval_problems=8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = (tmp_path / "table.md").read_text()
+    assert "| 2 | 1 | 64 |" in table and "| 1 | 2 | 128 |" in table and " ± " in table
+    assert entry("bench/ppo_epochs.py", "--arms=2-128").returncode == 2
