@@ -14,11 +14,18 @@ def test_there_are_tutorials():
     assert NOTEBOOKS
 
 
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    """One folder for every notebook's outputs: their tiny SFT start (`tiny_sft`, the same settings in each) is
+    trained once and reused (run_stage(..., reuse=True)); everything else has a folder per notebook."""
+    return tmp_path_factory.mktemp("tutorials")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_runs(path, monkeypatch, tmp_path):
-    """Executed in memory at tiny settings, writing under tmp_path: the committed notebook and its outputs stay."""
+def test_notebook_runs(path, monkeypatch, out_dir):
+    """Executed in memory at tiny settings, writing under out_dir: the committed notebook and its outputs stay."""
     monkeypatch.setenv("NANOREASON_TINY", "1")
-    monkeypatch.setenv("NANOREASON_OUT", str(tmp_path))
+    monkeypatch.setenv("NANOREASON_OUT", str(out_dir))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path)}}).execute()
