@@ -30,7 +30,7 @@ from nanoreason.evaluate import accuracy
 from nanoreason.report import plot_curves, write_table
 from nanoreason.search import best_of_n, mmr_select, pick, prm_beam_search, sample_metrics, sample_texts
 from nanoreason.tasks import check_data, extract_answer, make_problems
-from nanoreason.tools import make_tool, tool_calls
+from nanoreason.tools import calls_per_answer, make_tool
 from nanoreason.training import pick_device
 
 
@@ -118,14 +118,14 @@ def main(c: EvalConfig):
             scores[f"PRM-{how}"] = group([rm.reduce_steps(s, how) for s in steps])
 
     k = c.k
-    row = {"maj@1 (greedy)": greedy, **sample_metrics(test, answers, k)}
-    tool_stats = {}
+    row, tool_stats = {"maj@1 (greedy)": greedy}, {}
     if tool is not None:                                        # the same model without the tool, and its calls
-        without, plain_texts = accuracy(policy, tok, test, prefix=prefix, max_new_tokens=c.max_new_tokens)
-        row = {"maj@1 (greedy)": greedy, "maj@1 without the tool": without, **sample_metrics(test, answers, k)}
-        tool_stats = {"tool": c.tool, "calls_per_answer": sum(map(tool_calls, greedy_texts)) / len(test),
-                      "calls_per_answer_without": sum(map(tool_calls, plain_texts)) / len(test),
-                      "calls_per_sample": sum(map(tool_calls, texts)) / len(texts)}
+        row["maj@1 without the tool"], plain_texts = accuracy(policy, tok, test, prefix=prefix,
+                                                              max_new_tokens=c.max_new_tokens)
+        tool_stats = {"tool": c.tool, "calls_per_answer": calls_per_answer(greedy_texts),
+                      "calls_per_answer_without": calls_per_answer(plain_texts),
+                      "calls_per_sample": calls_per_answer(texts)}
+    row.update(sample_metrics(test, answers, k))
     for name, sc in scores.items():
         row[f"rerank@{k} {name}"] = best_of_n(test, answers, sc, k)           # the best-scored of all k
     beam_points = []                                                           # (tokens per problem, accuracy)

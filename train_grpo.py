@@ -57,7 +57,7 @@ from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import cat_batches, completion_forward, sample_groups, select
 from nanoreason.rundir import RunDir
 from nanoreason.tasks import check_data, check_steps, make_problems, shows_work
-from nanoreason.tools import make_tool, tool_calls
+from nanoreason.tools import calls_per_answer, make_tool
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 ALGOS = ("grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce", "reinforce_pp")
@@ -307,7 +307,7 @@ def train(cfg: GRPOConfig) -> dict:
             train_accuracy=b.correct.mean().item(), format=b.formatted.mean().item(),
             steps_per_answer=b.n_steps.mean().item(), sampled_length=b.completion_mask.sum(1).float().mean().item(),
             worked=sum(shows_work(t) for t in b.texts) / len(b.texts),                           # measured only
-            tool_calls=sum(map(tool_calls, b.texts)) / len(b.texts), tool_tokens=b.tool_mask.sum(1).mean().item(),
+            tool_calls=calls_per_answer(b.texts), tool_tokens=b.tool_mask.sum(1).mean().item(),
             reasoning=sum(any(check_steps(p, t)) for p, t in zip(problems, b.texts)) / len(problems),
             **group_stats(b, rewards, cfg.group_size), policy_loss=s[0], kl=s[1], entropy=s[2], clipfrac=s[3],
             temperature=temp, wall=wall_before + time.time() - t0))

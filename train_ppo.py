@@ -36,7 +36,7 @@ from nanoreason.rewards import SHAPINGS, parse_weights
 from nanoreason.rollouts import completion_forward, sample_groups
 from nanoreason.rundir import RunDir
 from nanoreason.tasks import check_data, make_problems
-from nanoreason.tools import make_tool, tool_calls
+from nanoreason.tools import calls_per_answer, make_tool
 from nanoreason.training import DTYPES, autocast, check_finite, clip_gradients, linear, pick_device
 
 SFT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sft.py")   # makes a missing start
@@ -241,7 +241,7 @@ def train(cfg: PPOConfig) -> dict:
             format=b.formatted.mean().item(), kl=kl_seq, beta=beta, entropy=s[2], policy_loss=s[0],
             value_loss=s[1], clipfrac=s[3], approx_kl=s[4], explained_variance=s[5],
             response_length=m.sum(1).mean().item(), steps_per_answer=b.n_steps.mean().item(),
-            tool_calls=sum(map(tool_calls, b.texts)) / len(b.texts), tool_tokens=b.tool_mask.sum(1).mean().item(),
+            tool_calls=calls_per_answer(b.texts), tool_tokens=b.tool_mask.sum(1).mean().item(),
             temperature=temp, wall=wall_before + time.time() - t0))
         if not main:
             continue

@@ -24,7 +24,7 @@ from nanoreason.evaluate import accuracy, prompt_text
 from nanoreason.report import mean_sd, write_table
 from nanoreason.sampling import generate
 from nanoreason.tasks import make_problems
-from nanoreason.tools import make_tool, tool_calls
+from nanoreason.tools import calls_per_answer, make_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # where train_ppo.py is
 ARMS = ("none", "calculator")                                            # train_ppo.py --tool=
@@ -53,7 +53,7 @@ def score(ckpt: str, test) -> dict:
     out = {}
     for name in ARMS:
         acc, texts = accuracy(model, tok, test, tool=make_tool(name, tok))
-        out[f"accuracy_{name}"], out[f"calls_{name}"] = acc, sum(map(tool_calls, texts)) / len(texts)
+        out[f"accuracy_{name}"], out[f"calls_{name}"] = acc, calls_per_answer(texts)
     return out
 
 

@@ -70,9 +70,8 @@ def check_shared(cfg):
         if hasattr(cfg, "dtype"):
             check_dtype(device, cfg.dtype)
     if hasattr(cfg, "tool"):
-        from nanoreason.tools import TOOLS
-        if cfg.tool not in TOOLS:
-            raise ConfigError(f"unknown --tool {cfg.tool!r}; choose from {', '.join(TOOLS)}")
+        from nanoreason.tools import check_tool
+        check_tool(cfg.tool)
     if hasattr(cfg, "out_dir"):
         check_out_dir(cfg.out_dir)
 

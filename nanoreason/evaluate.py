@@ -9,7 +9,7 @@ from nanoreason.rewards import format_reward
 from nanoreason.sampling import generate
 from nanoreason.tasks import Problem, check_steps, extract_answer, shows_work
 from nanoreason.tokenizer import Tokenizer
-from nanoreason.tools import tool_calls
+from nanoreason.tools import calls_per_answer
 
 
 def prompt_text(question: str) -> str:
@@ -49,7 +49,7 @@ def completion_stats(tok: Tokenizer, problems: list[Problem], completions: list[
             "worked_rate": sum(shows_work(c) for c in completions) / n,
             "reasoning_rate": sum(any(check_steps(p, c)) for c, p in zip(completions, problems)) / n,
             "response_length": sum(len(tok.encode(c)) + 1 for c in completions) / n,
-            "tool_calls": sum(map(tool_calls, completions)) / n}
+            "tool_calls": calls_per_answer(completions)}
 
 
 @torch.no_grad()

@@ -35,7 +35,11 @@ class Batch:
     formatted: torch.Tensor     # (B,) format 0/1
     n_steps: torch.Tensor       # (B,) reasoning lines
     texts: list
-    tool_mask: torch.Tensor | None = None   # (B, T) float: 1 = written by the tool (context, in `mask`, not an action)
+
+    @property
+    def tool_mask(self):        # (B, T) float: 1 = written by the tool (context, in `mask`, not an action)
+        r = self.rollout
+        return None if r is None or r.tool_mask is None else r.tool_mask.float()
 
 
 @torch.no_grad()
@@ -58,14 +62,13 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
         ends = step_end_tokens([tok.enc.decode_single_token_bytes(t) for t in body], p.gsm8k) if steps else []
         scores[i, :len(comp)] = token_rewards(seq, steps, ends, len(comp))
     dev = ids.device
-    tool_mask = r.tool_mask.float()
-    actions = r.completion_mask.float() - tool_mask                     # (B, T) what the model wrote
+    actions = r.completion_mask.float() - r.tool_mask.float()            # (B, T) what the model wrote
     scores = rewards_on_actions(scores.to(dev), actions)
     return Batch(r, ids, mask, r.prompt.shape[1], actions, scores,
                  torch.tensor([outcome_reward(p, t) for p, t in zip(problems, texts)], device=dev),
                  torch.tensor([format_reward(t) for t in texts], device=dev),
                  torch.tensor([float(len(split_steps(t, p.gsm8k))) for p, t in zip(problems, texts)], device=dev),
-                 texts, tool_mask)
+                 texts)
 
 
 def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, seed: int, weights: dict,
@@ -90,8 +93,7 @@ def select(b: Batch, rows: list[int]) -> Batch:
     pick = lambda x: None if x is None else x[rows]                       # noqa: E731
     return Batch(Rollout(r.prompt[rows], r.prompt_mask[rows], r.completion[rows], r.completion_mask[rows],
                          pick(r.logprobs), pick(r.tool_mask)), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows],
-                 b.scores[rows], b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows],
-                 pick(b.tool_mask))
+                 b.scores[rows], b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows])
 
 
 def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
@@ -110,8 +112,7 @@ def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
     ids, mask = r.sequences()
     return Batch(r, ids, mask, P, padded([b.completion_mask for b in batches]), padded([b.scores for b in batches]),
                  cat([b.correct for b in batches]), cat([b.formatted for b in batches]),
-                 cat([b.n_steps for b in batches]), [t for b in batches for t in b.texts][:limit],
-                 padded([b.tool_mask for b in batches]))
+                 cat([b.n_steps for b in batches]), [t for b in batches for t in b.texts][:limit])
 
 
 def every_step_right(p, text: str) -> bool:

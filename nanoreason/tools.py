@@ -75,13 +75,22 @@ class Calculator:
         return [] if expr is None else self.tok.encode(calculator(expr) + ">>")
 
 
-def make_tool(name: str, tok) -> Calculator | None:
-    """The tool called `name` ("none": no tool), or one line naming the choices."""
+def check_tool(name: str):
+    """One line naming the choices if `name` is not a tool (every script's --tool, before anything loads)."""
     if name not in TOOLS:
-        raise ConfigError(f"unknown tool {name!r}; choose from {', '.join(TOOLS)}")
+        raise ConfigError(f"unknown --tool {name!r}; choose from {', '.join(TOOLS)}")
+
+
+def make_tool(name: str, tok) -> Calculator | None:
+    """The tool called `name` ("none": no tool)."""
+    check_tool(name)
     return Calculator(tok) if name == "calculator" else None
 
 
 def tool_calls(text: str) -> int:
     """How many calculator calls a completion makes (`<<...=`), whoever computed their results."""
     return sum(1 for part in text.split("<<")[1:] if "=" in part.split(">>")[0])
+
+
+def calls_per_answer(texts: list[str]) -> float:
+    return sum(map(tool_calls, texts)) / max(len(texts), 1)
