@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nanoreason.checkpoint import continued_sft_settings, load_model, load_start
-from nanoreason.config import ConfigError, check, parse_args, run_main, run_stage
+from nanoreason.config import check, int_list, parse_args, run_main, run_stage
 from nanoreason.evaluate import accuracy
 from nanoreason.report import mean_sd, read_jsonl, write_table
 from nanoreason.search import pass_at_k, sample_answers, sample_metrics
@@ -56,11 +56,7 @@ class CompareConfig:
         check(self.k >= 8 and self.k & (self.k - 1) == 0, f"k must be a power of 2 >= 8 (for maj@8), got {self.k}")
         check(0 < self.sample_problems <= self.eval_problems, f"sample_problems must be in 1..eval_problems, got "
               f"{self.sample_problems}")
-        try:
-            self.seed_list = [int(s) for s in self.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"seeds must be comma-separated integers, got {self.seeds!r}") from None
-        check(bool(self.seed_list), "seeds is empty")
+        self.seed_list = int_list(self.seeds, "seeds")
         self.names = names
 
 

@@ -15,7 +15,7 @@ import os
 import statistics
 from dataclasses import asdict, dataclass
 
-from nanoreason.config import ConfigError, check, parse_args, run_main, run_stage
+from nanoreason.config import ConfigError, check, int_list, parse_args, run_main, run_stage
 from nanoreason.report import mean_sd, write_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # where train_ppo.py is
@@ -30,13 +30,12 @@ class EpochsConfig:
     eval_problems: int = 256
 
     def __post_init__(self):
+        self.seed_list = int_list(self.seeds, "seeds")
         try:
-            self.seed_list = [int(s) for s in self.seeds.split(",") if s.strip()]
             self.arm_list = [tuple(int(x) for x in a.split(":")) for a in self.arms.split(",") if a.strip()]
         except ValueError:
-            raise ConfigError(f"seeds must be integers and arms epochs:iterations pairs like 2:128,1:176, got "
-                              f"--seeds={self.seeds} --arms={self.arms}") from None
-        check(bool(self.seed_list) and bool(self.arm_list), "seeds and arms must not be empty")
+            raise ConfigError(f"arms must be epochs:iterations pairs like 2:128,1:176, got {self.arms!r}") from None
+        check(bool(self.arm_list), "arms is empty")
         check(all(len(a) == 2 and min(a) > 0 for a in self.arm_list),
               f"each arm is epochs:iterations, both > 0, got --arms={self.arms}")
 

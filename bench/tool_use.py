@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nanoreason.checkpoint import load_model, load_start
-from nanoreason.config import ConfigError, check, parse_args, run_main, run_stage
+from nanoreason.config import int_list, parse_args, run_main, run_stage
 from nanoreason.evaluate import accuracy, prompt_text
 from nanoreason.report import mean_sd, write_table
 from nanoreason.sampling import generate
@@ -40,11 +40,7 @@ class ToolUseConfig:
     repeats: int = 5                  # timings of sampling with and without the tool, alternately; best kept
 
     def __post_init__(self):
-        try:
-            self.seed_list = [int(s) for s in self.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"seeds must be comma-separated integers, got {self.seeds!r}") from None
-        check(bool(self.seed_list), "seeds is empty")
+        self.seed_list = int_list(self.seeds, "seeds")
 
 
 def score(ckpt: str, test) -> dict:

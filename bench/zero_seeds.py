@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from nanoreason.config import parse_args, run_main, run_stage
+from nanoreason.config import int_list, parse_args, run_main, run_stage
 from nanoreason.report import before_after, mean_sd, write_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +26,7 @@ class ZeroSeedsConfig:
 
 def main(c: ZeroSeedsConfig):
     runs = {}
-    for seed in [int(s) for s in c.seeds.split(",")]:
+    for seed in int_list(c.seeds, "seeds"):
         runs[seed] = run_stage(f"{ROOT}/train_zero.py", reuse=True, init_from=c.init_from,
                                out_dir=os.path.join(c.out_dir, f"seed{seed}"), seed=seed)
 

@@ -121,6 +121,16 @@ def check(cond: bool, msg: str):
         raise ConfigError(msg)
 
 
+def int_list(text: str, key: str) -> list[int]:
+    """A comma-separated list of integers such as --seeds=0,1,2, or one line naming the key."""
+    try:
+        xs = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"{key} must be comma-separated integers, got {text!r}") from None
+    check(bool(xs), f"{key} is empty")
+    return xs
+
+
 def run_main(main):
     """Run a script's main(), turning ConfigError into one clear line on stderr and exit code 2."""
     try:
