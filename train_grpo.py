@@ -54,7 +54,7 @@ from nanoreason.evaluate import evaluate_and_show
 from nanoreason.model import GPT
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
-from nanoreason.rollouts import cat_batches, completion_forward, sample_groups, select
+from nanoreason.rollouts import cat_batches, completion_forward, old_logprobs, sample_groups, select
 from nanoreason.rundir import RunDir
 from nanoreason.tasks import check_data, check_steps, make_problems, shows_work
 from nanoreason.tools import calls_per_answer, make_tool
@@ -172,7 +172,7 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     pp = cfg.algo == "reinforce_pp"
     off_policy = cfg.epochs > 1 or mb < n or (pp and cfg.kl_coef > 0)   # the sampling policy's log-probs are needed
     with torch.no_grad():
-        old_logp = completion_forward(policy, b.ids, b.mask, b.P, temp, False)[0] if off_policy else None
+        old_logp = old_logprobs(policy, b, temp)[0] if off_policy else None     # the sampler's (rollouts.py)
         ref_logp = completion_forward(ref, b.ids, b.mask, b.P, temp, False)[0] if cfg.kl_coef else None
     if pp:                                                          # (B, T): KL in the reward, whitened returns
         kl_pair = (old_logp, ref_logp) if cfg.kl_coef else (torch.zeros_like(m),) * 2
@@ -287,7 +287,7 @@ def train(cfg: GRPOConfig) -> dict:
         def sample(seed):
             problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, seed, cfg.weights,
                                         cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
-                                        rank=rank, world=world, tool=tool)
+                                        rank=rank, world=world, tool=tool, with_logprobs=True)
             rewards = b.scores.sum(1)              # (B,) one number per completion (shaped step rewards summed)
             if cfg.algo == "dapo":                 # soft overlong punishment
                 generated = b.rollout.completion_mask.sum(1)        # the sampler's length: tool tokens count too

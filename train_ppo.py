@@ -33,7 +33,7 @@ from nanoreason.config import check, parse_args, run_main
 from nanoreason.evaluate import evaluate_and_show
 from nanoreason.report import plot_curves, write_summary
 from nanoreason.rewards import SHAPINGS, parse_weights
-from nanoreason.rollouts import completion_forward, sample_groups
+from nanoreason.rollouts import completion_forward, old_logprobs, sample_groups
 from nanoreason.rundir import RunDir
 from nanoreason.tasks import check_data, make_problems
 from nanoreason.tools import calls_per_answer, make_tool
@@ -111,9 +111,11 @@ class PPOConfig:
 @torch.no_grad()
 def advantages(policy, ref, critic, b, beta: float, cfg: PPOConfig, temp: float):
     """Steps 2-3: per-token rewards (task scores - beta * KL to the reference), then GAE with the critic's values.
-    Returns old log-probs, old values, whitened advantages, returns (all (B, T)) and the mean KL per answer."""
+    Returns old log-probs, old values, whitened advantages, returns (all (B, T)) and the mean KL per answer.
+    The old log-probs (and a shared critic's hidden states) are the sampler's when it kept them (with_logprobs): the
+    policy's forward over these very tokens already ran while it wrote them, so only the reference runs here."""
     m = b.completion_mask
-    old_logp, _, h = completion_forward(policy, b.ids, b.mask, b.P, temp, with_entropy=False)
+    old_logp, h = old_logprobs(policy, b, temp)                          # (B, T), (B, T, C)
     ref_logp, _, _ = completion_forward(ref, b.ids, b.mask, b.P, temp, with_entropy=False)
     hv = h if critic is policy else completion_forward(critic, b.ids, b.mask, b.P, temp, with_entropy=False)[2]
     old_values = critic.values(hv) * m
@@ -225,7 +227,7 @@ def train(cfg: PPOConfig) -> dict:
         # ---- 1. rollouts: one completion for each of batch_size fresh problems (this rank's share of them)
         problems, b = sample_groups(policy, tok, task, cfg.batch_size, 1, cfg.seed * 1_000_003 + it, cfg.weights,
                                     cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
-                                    rank=rank, world=world, tool=tool)
+                                    rank=rank, world=world, tool=tool, with_logprobs=True)
         m = b.completion_mask                          # (B, T) the tokens the model wrote: the tool's are not actions
         # ---- 2-3. rewards with the KL penalty, advantages
         old_logp, old_values, adv, returns, kl_seq = advantages(policy, ref, critic, b, beta, cfg, temp)

@@ -44,13 +44,16 @@ class Batch:
 
 @torch.no_grad()
 def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str = "none", max_new_tokens: int = 64,
-            temperature: float = 1.0, generator=None, prefix: list[int] = (), step_scorer=None, tool=None) -> Batch:
+            temperature: float = 1.0, generator=None, prefix: list[int] = (), step_scorer=None, tool=None,
+            with_logprobs: bool = False) -> Batch:
     """Sample one completion per problem (repeat a problem for several), decode it and put its rewards on tokens.
     `prefix`: token ids before every prompt (e.g. a control token). `step_scorer(problems, texts)`: per-step rewards
     from a learned PRM for the `steps` reward, instead of the oracle's. `tool` (nanoreason.tools): its tokens stay in
-    the context (`mask`) but not in `completion_mask`, and a reward on one moves to the model's token before it."""
+    the context (`mask`) but not in `completion_mask`, and a reward on one moves to the model's token before it.
+    `with_logprobs`: keep the sampler's log-probs and hidden states in `batch.rollout` (see sampling.generate)."""
     prompts = [list(prefix) + tok.encode(prompt_text(p.question)) for p in problems]
-    r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator, tool=tool)
+    r = generate(policy, prompts, max_new_tokens, tok.eot_id, temperature=temperature, generator=generator, tool=tool,
+                 with_logprobs=with_logprobs)
     ids, mask = r.sequences()
     T = r.completion.shape[1]
     scores, comps = torch.zeros(len(problems), T), r.completion_ids()
@@ -73,7 +76,7 @@ def collect(policy: GPT, tok: Tokenizer, problems, weights: dict, shaping: str =
 
 def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, seed: int, weights: dict,
                   max_new_tokens: int, temperature: float, generator, prefix: list[int] = (), shaping: str = "none",
-                  step_scorer=None, rank: int = 0, world: int = 1, tool=None):
+                  step_scorer=None, rank: int = 0, world: int = 1, tool=None, with_logprobs: bool = False):
     """k completions for each of `n_problems` fresh training problems drawn with `seed`, the k of a problem next to
     each other: (problems, each repeated k times; their Batch). Sampling is seeded by `seed` too: a round is
     reproducible on its own. Under torchrun this rank takes its share of the problems (whole groups) and samples
@@ -84,7 +87,7 @@ def sample_groups(policy: GPT, tok: Tokenizer, task, n_problems: int, k: int, se
     generator.manual_seed(rank_seed(seed, rank))
     policy.eval()
     return problems, collect(policy, tok, problems, weights, shaping, max_new_tokens, temperature, generator, prefix,
-                             step_scorer, tool)
+                             step_scorer, tool, with_logprobs)
 
 
 def select(b: Batch, rows: list[int]) -> Batch:
@@ -92,8 +95,9 @@ def select(b: Batch, rows: list[int]) -> Batch:
     r = b.rollout
     pick = lambda x: None if x is None else x[rows]                       # noqa: E731
     return Batch(Rollout(r.prompt[rows], r.prompt_mask[rows], r.completion[rows], r.completion_mask[rows],
-                         pick(r.logprobs), pick(r.tool_mask)), b.ids[rows], b.mask[rows], b.P, b.completion_mask[rows],
-                 b.scores[rows], b.correct[rows], b.formatted[rows], b.n_steps[rows], [b.texts[i] for i in rows])
+                         pick(r.logprobs), pick(r.tool_mask), pick(r.hidden)), b.ids[rows], b.mask[rows], b.P,
+                 b.completion_mask[rows], b.scores[rows], b.correct[rows], b.formatted[rows], b.n_steps[rows],
+                 [b.texts[i] for i in rows])
 
 
 def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
@@ -102,13 +106,13 @@ def cat_batches(batches: list[Batch], limit: int | None = None) -> Batch:
     P = max(b.P for b in batches)
     T = max(b.completion_mask.shape[1] for b in batches)
     left = lambda x, v: F.pad(x, (P - x.shape[1], 0), value=v)            # noqa: E731
-    right = lambda x, v: F.pad(x, (0, T - x.shape[1]), value=v)           # noqa: E731
+    right = lambda x, v: F.pad(x.movedim(1, -1), (0, T - x.shape[1]), value=v).movedim(-1, 1)   # noqa: E731 (B, T, ...)
     cat = lambda xs: torch.cat(xs)[:limit]                                # noqa: E731
     padded = lambda xs: None if any(x is None for x in xs) else cat([right(x, 0) for x in xs])   # noqa: E731
     rs = [b.rollout for b in batches]
     r = Rollout(cat([left(x.prompt, 0) for x in rs]), cat([left(x.prompt_mask, 0) for x in rs]),
                 padded([x.completion for x in rs]), padded([x.completion_mask for x in rs]),
-                padded([x.logprobs for x in rs]), padded([x.tool_mask for x in rs]))
+                padded([x.logprobs for x in rs]), padded([x.tool_mask for x in rs]), padded([x.hidden for x in rs]))
     ids, mask = r.sequences()
     return Batch(r, ids, mask, P, padded([b.completion_mask for b in batches]), padded([b.scores for b in batches]),
                  cat([b.correct for b in batches]), cat([b.formatted for b in batches]),
@@ -147,3 +151,13 @@ def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, 
     out = hidden_logprobs(h, unwrap(model).lm_head.weight, ids[:, P:], temperature, with_entropy)
     logp, ent = out if with_entropy else (out, None)
     return logp, ent, h
+
+
+def old_logprobs(policy: GPT, b: Batch, temperature: float = 1.0):
+    """The sampling policy's (log-probs (B, T), hidden states (B, T, C)) of a batch's completion tokens: the
+    sampler's own, when it kept them (collect(..., with_logprobs=True)), else one more forward over the batch."""
+    r = b.rollout
+    if r is not None and r.logprobs is not None:
+        return r.logprobs * b.completion_mask, r.hidden
+    logp, _, h = completion_forward(policy, b.ids, b.mask, b.P, temperature, with_entropy=False)
+    return logp, h

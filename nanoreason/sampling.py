@@ -9,6 +9,7 @@ Returns a `Rollout`, which is what RL needs:
                                                                                      any tool tokens)
     logprobs    (B, T)  log pi(token) of each sampled token under the sampling temperature (before top-k/top-p);
                         None unless generate(..., with_logprobs=True)
+    hidden      (B, T, C) the final hidden state that predicted each token (a value head reads it); with logprobs
     tool_mask   (B, T)  1 = written by a tool (generate(..., tool=...)), not sampled: context, not an action
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Rollout:
     completion_mask: torch.Tensor
     logprobs: torch.Tensor | None
     tool_mask: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
 
     def sequences(self):
         """Prompt + completion as one left/right-padded batch: ids (B, P+T) and attention mask (B, P+T)."""
@@ -88,8 +90,9 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
              tool=None) -> Rollout:
     """Sample up to `max_new_tokens` after each prompt; a row stops at its first eot, or at its first token in
     `stop_ids` (kept: e.g. the tokens that end a line, for one step at a time). `greedy` (or temperature 0) takes the
-    argmax; its log-probs are then under temperature 1. `with_logprobs`: also keep each sampled token's log-prob
-    (the trainers recompute theirs with gradients, so by default `Rollout.logprobs` is None).
+    argmax; its log-probs are then under temperature 1. `with_logprobs`: also keep each sampled token's log-prob and
+    the hidden state that predicted it: the policy's forward over its own samples, which PPO needs (old log-probs,
+    values) and need not run again. By default `Rollout.logprobs` and `Rollout.hidden` are None.
 
     `tool` (nanoreason.tools.Calculator): after a row writes a token in `tool.triggers`, `tool.reply(its completion
     so far)` gives the ids the tool writes next (often none); they replace that row's samples, one a step, so the row
@@ -114,6 +117,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     out = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)   # made outside inference
     out_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)    # mode: the trainers' forwards
     logprobs = torch.zeros((B, max_new_tokens), device=device) if with_logprobs else None   # read them
+    hidden = torch.zeros((B, max_new_tokens, model.cfg.n_embd), device=device) if with_logprobs else None
     tool_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
     if tool is not None:
         triggers = torch.zeros(model.cfg.vocab_size, dtype=torch.bool, device=device)
@@ -124,7 +128,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     eot = torch.full((B,), eot_id, dtype=torch.long, device=device)
     with torch.inference_mode():                                             # no autograd bookkeeping at all
         cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
-        logits = model.lm_head(model.hidden(prompt, prompt_mask, cache)[:, -1]).float()   # (B, V): the last position
+        h = model.hidden(prompt, prompt_mask, cache)[:, -1]                 # (B, C): the last position
+        logits = model.lm_head(h).float()                                    # (B, V)
         if not torch.isfinite(logits).all():                                 # NaN weights would sample garbage
             model.train(was_training)
             raise NonFiniteError("the model's next-token logits are NaN or inf (its weights are not finite, or too "
@@ -137,6 +142,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
                 tok = sample_from(filter_logits(scaled, top_k, top_p).softmax(-1), generator)
             if with_logprobs:
                 logprobs[:, t] = torch.where(done, 0.0, token_logprobs(scaled, tok))
+                hidden[:, t] = h
             if pending:                                                      # the tool writes, not the model
                 rows = list(pending)
                 tok[rows] = torch.tensor([pending[i].pop(0) for i in rows], device=device)
@@ -156,8 +162,9 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
                         pending[i] = ids
             if t == max_new_tokens - 1 or done.all():
                 break
-            logits = model.lm_head(model.decode(tok, cache)).float()        # (B, V)
+            h = model.decode(tok, cache)                                     # (B, C)
+            logits = model.lm_head(h).float()                                # (B, V)
     T = t + 1
     model.train(was_training)
     return Rollout(prompt, prompt_mask, out[:, :T], out_mask[:, :T], logprobs[:, :T] if with_logprobs else None,
-                   tool_mask[:, :T] * out_mask[:, :T])
+                   tool_mask[:, :T] * out_mask[:, :T], hidden[:, :T] if with_logprobs else None)

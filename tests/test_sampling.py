@@ -25,6 +25,17 @@ def test_logprobs_match_a_full_forward(tiny_model):
     m = r.completion_mask.bool()
     torch.testing.assert_close(lp[m], r.logprobs[m], atol=1e-4, rtol=1e-4)
     assert (r.logprobs[~m] == 0).all()
+    # the hidden states that predicted each token: a value head on them reads what a training forward reads, so PPO
+    # takes its old log-probs and values from the sampler (rollouts.old_logprobs) rather than a second forward
+    from nanoreason.rollouts import Batch, completion_forward, old_logprobs
+    lp2, _, h = completion_forward(tiny_model, ids, mask, r.prompt.shape[1], 0.7, with_entropy=False)
+    torch.testing.assert_close(h[m], r.hidden[m], atol=1e-4, rtol=1e-4)
+    b = Batch(r, ids, mask, r.prompt.shape[1], m.float(), None, None, None, None, [])
+    kept, kept_h = old_logprobs(tiny_model, b, 0.7)
+    assert kept_h is r.hidden and (kept[~m] == 0).all()
+    torch.testing.assert_close(kept[m], lp2[m], atol=1e-4, rtol=1e-4)
+    again, _ = old_logprobs(tiny_model, Batch(None, ids, mask, r.prompt.shape[1], m.float(), *[None] * 4, []), 0.7)
+    torch.testing.assert_close(again[m], kept[m], atol=1e-4, rtol=1e-4)       # without them: the forward
 
 
 def test_stops_at_eot_and_masks_after_it(tiny_model):
