@@ -37,7 +37,6 @@ class BenchConfig:
     C: int = 128              # --op=linear: the hidden width (128: our model; 768: GPT-2 small)
     out_dir: str = "out/bench_kernels"   # writes <op>_N<N>_V<V>_<dtype>.md
     worker: str = ""          # internal: run one variant and print JSON
-    peak: bool = False        # internal (CPU): print the worker's peak resident memory after one run
 
     def __post_init__(self):
         check(self.op in ("logprobs", "linear") or self.op in KINDS,
@@ -80,22 +79,18 @@ def variant_fn(c: BenchConfig, variant: str, x, y, t):
 def worker(c: BenchConfig):
     cuda = torch.cuda.is_available()
     x, y, t = inputs(c, "cuda" if cuda else "cpu")
-    if c.peak:                                              # CPU memory: one run in a fresh process ("none": inputs only)
-        if c.worker != "none":
-            variant_fn(c, c.worker, x, y, t)().sum().backward()
-        print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
-        return
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024    # noqa: E731  peak resident bytes
+    rss_inputs = rss()
     fn = variant_fn(c, c.worker, x, y, t)
     leaves = x if isinstance(x, tuple) else (x,)
-    fn().sum().backward()                                   # warm-up (and compilation)
+    fn().sum().backward()                                   # warm-up (and compilation): on the CPU, the first run in
+    peak_cpu = rss() - rss_inputs                           # this fresh process sets its peak above the inputs
     for a in leaves:
         a.grad = None
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # includes the warm-up's peak...
     times = []
     for _ in range(c.repeats):
         t = time.perf_counter()
@@ -105,20 +100,14 @@ def worker(c: BenchConfig):
         times.append(time.perf_counter() - t)
         for a in leaves:
             a.grad = None
-    peak = torch.cuda.max_memory_allocated() - base if cuda else None
+    peak = torch.cuda.max_memory_allocated() - base if cuda else peak_cpu
     print(json.dumps({"time": min(times), "peak_extra": peak}))
 
 
-def run_worker(c: BenchConfig, variant: str, peak: bool = False):
+def run_worker(c: BenchConfig, variant: str):
     args = [f"--N={c.N}", f"--V={c.V}", f"--C={c.C}", f"--dtype={c.dtype}", f"--repeats={c.repeats}", f"--op={c.op}",
-            f"--worker={variant}", f"--peak={peak}"]
+            f"--worker={variant}"]
     return subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
-
-
-def measure_cpu_peak(c: BenchConfig, variant: str) -> float:
-    """Peak RSS of a process that runs the variant once (minus one that only builds the inputs: variant "none")."""
-    r = run_worker(c, variant, peak=True)
-    return float(json.loads(r.stdout.strip().splitlines()[-1])["rss"])
 
 
 def main(c: BenchConfig):
@@ -130,17 +119,13 @@ def main(c: BenchConfig):
     buffer = c.N * c.V * torch.tensor([], dtype=getattr(torch, c.dtype)).element_size() / 2**30
     print(f"{c.op}: N={c.N} V={c.V}{f' C={c.C}' if c.op == 'linear' else ''} {c.dtype} on {where}; "
           f"one logits buffer = {buffer:.2f} GiB")
-    base = None if cuda else measure_cpu_peak(c, "none")
     rows = {}
     for v in variants:
         r = run_worker(c, v)
         if r.returncode:
             print(f"{v:9s} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
             continue
-        res = json.loads(r.stdout.strip().splitlines()[-1])
-        if not cuda:
-            res["peak_extra"] = measure_cpu_peak(c, v) - base
-        rows[v] = res
+        rows[v] = json.loads(r.stdout.strip().splitlines()[-1])
     e = rows.get("eager")
     # The least traffic forward + backward can make: read the logits, read them again, write their gradient (and the
     # teacher's logits twice for a divergence). Achieved bandwidth = those bytes / time.
