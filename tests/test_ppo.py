@@ -145,3 +145,12 @@ def test_epochs_bench_tabulates_each_arm_over_seeds(sft_ckpt, tmp_path, entry):
     runs = json.load(open(tmp_path / "results.json"))["runs"]
     assert list(runs) == ["2:1", "1:2"] and all(len(rs) == 1 and "gain" in rs[0] for rs in runs.values())
     assert entry("bench/ppo_epochs.py", "--arms=2-128").returncode == 2
+
+
+def test_iteration_bench_times_the_parts_and_checks_the_samplers_logprobs(sft_ckpt, tmp_path):
+    r = run_entry("bench/ppo_iteration.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--rounds=1",
+                  "--batch_size=4", "--max_new_tokens=8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = open(tmp_path / "table.md").read()
+    assert "| old log-probs from the sampler |" in table and "| reference forward |" in table
+    assert "with the sampler's log-probs (" in table.splitlines()[-1]
