@@ -5,7 +5,8 @@
     python train_ppo.py --resume
 
 One iteration (Ouyang et al. 2022 / Ziegler et al. 2019 recipe, CleanRL-style loop):
-  1. sample a completion for each of `batch_size` fresh training problems (temperature schedule);
+  1. sample a completion for each of `batch_size` fresh training problems (temperature schedule), keeping each
+     token's log-prob and hidden state: the old policy's forward, done by the sampler;
   2. score it: task rewards on tokens (outcome on the last token, optional step rewards on step ends),
      minus beta * KL(policy || SFT reference) on every token;
   3. GAE(gamma, lambda) with the critic's values -> advantages (whitened) and returns;
@@ -56,7 +57,7 @@ class PPOConfig:
     tool: str = "none"                    # calculator: it writes the result of each <<expr= (GSM8K); its tokens
                                           # are context, kept out of every loss term (nanoreason/tools.py)
     # rollouts
-    iters: int = 400
+    iters: int = 250                      # the gain levels off about here (3 seeds: docs/speed.md)
     batch_size: int = 64                  # completions per iteration
     max_new_tokens: int = 64
     temperature: float = 0.7              # linear schedule temperature -> temperature_end; < 1 focuses
