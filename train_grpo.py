@@ -162,6 +162,14 @@ def group_stats(b, rewards, G: int) -> dict:
                 len_wrong=lengths[~right].mean().item() if (~right).any() else float("nan"))
 
 
+def off_policy(cfg: GRPOConfig, rows: int) -> bool:
+    """Does the update need the sampling policy's log-probs (the ratio's denominator)? Yes when a step follows an
+    earlier one on the same batch (more than one epoch, or more than one minibatch of this rank's `rows`), and for
+    REINFORCE++'s KL reward."""
+    return (cfg.epochs > 1 or cfg.minibatch_size // distributed.world_size() < rows
+            or (cfg.algo == "reinforce_pp" and cfg.kl_coef > 0))
+
+
 def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coef: float, it: int) -> list[float]:
     """`epochs` passes over minibatches; returns the mean of [policy loss, KL to the start, entropy, clip fraction].
     Under torchrun `policy` is DDP-wrapped and `b` is this rank's share of the batch: every rank takes minibatches
@@ -170,9 +178,8 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
     mb = cfg.minibatch_size // distributed.world_size()
     agg = cfg.loss_agg or AGG[cfg.algo]
     pp = cfg.algo == "reinforce_pp"
-    off_policy = cfg.epochs > 1 or mb < n or (pp and cfg.kl_coef > 0)   # the sampling policy's log-probs are needed
     with torch.no_grad():
-        old_logp = old_logprobs(policy, b, temp)[0] if off_policy else None     # the sampler's (rollouts.py)
+        old_logp = old_logprobs(policy, b, temp)[0] if off_policy(cfg, n) else None   # the sampler's (rollouts.py)
         ref_logp = completion_forward(ref, b.ids, b.mask, b.P, temp, False)[0] if cfg.kl_coef else None
     if pp:                                                          # (B, T): KL in the reward, whitened returns
         kl_pair = (old_logp, ref_logp) if cfg.kl_coef else (torch.zeros_like(m),) * 2
@@ -186,7 +193,7 @@ def update(policy, ref, optimizer, b, adv, cfg: GRPOConfig, temp: float, ent_coe
             with autocast(b.ids.device.type, cfg.dtype):
                 logp, ent, _ = completion_forward(policy, b.ids[idx], b.mask[idx], b.P, temp)
             A = adv[idx] * mm if pp else adv[idx, None] * mm                  # (b, T): A_i on every token of o_i
-            old = old_logp[idx] if off_policy else logp.detach()
+            old = old_logp[idx] if old_logp is not None else logp.detach()
             if cfg.algo == "reinforce":                                        # L = -mean_t A_i log pi(o_it)
                 pg, clipfrac = rl.agg_loss(-A * logp, mm, agg), torch.zeros(())
             elif cfg.algo == "gspo":                                           # one ratio per answer
@@ -287,7 +294,8 @@ def train(cfg: GRPOConfig) -> dict:
         def sample(seed):
             problems, b = sample_groups(policy, tok, task, cfg.prompts_per_iter, cfg.group_size, seed, cfg.weights,
                                         cfg.max_new_tokens, temp, gen, shaping=cfg.shaping, step_scorer=step_scorer,
-                                        rank=rank, world=world, tool=tool, with_logprobs=True)
+                                        rank=rank, world=world, tool=tool,
+                                        with_logprobs=off_policy(cfg, cfg.prompts_per_iter * cfg.group_size // world))
             rewards = b.scores.sum(1)              # (B,) one number per completion (shaped step rewards summed)
             if cfg.algo == "dapo":                 # soft overlong punishment
                 generated = b.rollout.completion_mask.sum(1)        # the sampler's length: tool tokens count too

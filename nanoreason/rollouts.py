@@ -155,9 +155,10 @@ def completion_forward(model: GPT, ids, mask, P: int, temperature: float = 1.0, 
 
 def old_logprobs(policy: GPT, b: Batch, temperature: float = 1.0):
     """The sampling policy's (log-probs (B, T), hidden states (B, T, C)) of a batch's completion tokens: the
-    sampler's own, when it kept them (collect(..., with_logprobs=True)), else one more forward over the batch."""
+    sampler's own, when it kept them (collect(..., with_logprobs=True), at this same temperature), else one more
+    forward over the batch."""
     r = b.rollout
-    if r is not None and r.logprobs is not None:
+    if r is not None and r.logprobs is not None and r.hidden is not None:
         return r.logprobs * b.completion_mask, r.hidden
     logp, _, h = completion_forward(policy, b.ids, b.mask, b.P, temperature, with_entropy=False)
     return logp, h

@@ -2,7 +2,7 @@
 # The whole pipeline, one command: SFT -> PPO -> GRPO -> expert iteration -> ORM and PRM -> eval.py (maj@k, rerank,
 # best-of-N) -> distillation, every stage at its defaults, ending in a report card (out/report.md, out/report.png).
 #
-#   bash runs/speedrun.sh        # about 28 minutes on a 2-core CPU, from a fresh clone
+#   bash runs/speedrun.sh        # under half an hour on a 2-core CPU, from a fresh clone
 #
 # A stage that fails stops the run with its own one-line error; every finished stage's outputs stay in out/.
 # Re-running skips the stages that already finished (their summary file exists): delete out/<stage>/ to redo one.

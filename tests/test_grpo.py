@@ -145,3 +145,13 @@ def test_dynamic_sampling_drops_groups_without_signal_and_refills_from_fresh_pro
     assert len(calls) == 2 and extra == 4                               # one refill round of 2 prompts x 2
     assert problems == ["p10", "p10", "p20", "p20"] and rewards.tolist() == [1.0, 0.0, 0.0, 1.0]
     assert b.texts == ["1:0", "1:1", "2:0", "2:1"] and b.ids.shape[0] == 4
+
+
+def test_the_sampler_keeps_log_probs_only_when_the_update_reads_them():
+    from train_grpo import GRPOConfig, off_policy
+    rows = lambda c: c.prompts_per_iter * c.group_size                 # noqa: E731  one process: every row
+    default = GRPOConfig()
+    assert not off_policy(default, rows(default))                       # one step per batch: the new log-probs are
+    for kw in ({"epochs": 2}, {"minibatch_size": 8}, {"algo": "reinforce_pp", "kl_coef": 0.01}):   # the old ones
+        c = GRPOConfig(**kw)
+        assert off_policy(c, rows(c)), kw
