@@ -46,7 +46,8 @@ def main(c: EpochsConfig):
         for e, n in c.arm_list:
             s = run_stage(f"{ROOT}/train_ppo.py", init_from=c.init_from, out_dir=f"{c.out_dir}/e{e}_i{n}/seed{seed}",
                           seed=seed, epochs=e, iters=n, eval_interval=n, eval_problems=c.eval_problems, reuse=True)
-            runs[f"{e}:{n}"].append({k: s[k] for k in ("accuracy_before", "accuracy_after", "gain", "wall_seconds")})
+            runs[f"{e}:{n}"].append({k: s[k] for k in ("accuracy_before", "accuracy_after", "gain", "wall_seconds",
+                                                       "samples")})
             os.makedirs(c.out_dir, exist_ok=True)
             json.dump({"config": asdict(c), "runs": runs}, open(f"{c.out_dir}/results.json", "w"), indent=2)
     lines = [f"PPO from `{c.init_from}` at the default settings but for `--epochs` and `--iters`; seeds {c.seeds} "
@@ -55,7 +56,7 @@ def main(c: EpochsConfig):
              "|---|---|---|---|---|---|---|"]
     for (e, n), rs in zip(c.arm_list, runs.values()):
         wall = statistics.mean(r["wall_seconds"] for r in rs)
-        lines.append(f"| {e} | {n} | {n * 64} | {mean_sd([r['accuracy_after'] for r in rs])} | "
+        lines.append(f"| {e} | {n} | {rs[0]['samples']} | {mean_sd([r['accuracy_after'] for r in rs])} | "
                      f"{mean_sd([r['gain'] for r in rs], '+.1%')} | {wall:.0f} | {wall / n:.2f} |")
     write_table(f"{c.out_dir}/table.md", lines)
 

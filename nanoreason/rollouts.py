@@ -159,6 +159,6 @@ def old_logprobs(policy: GPT, b: Batch, temperature: float = 1.0):
     forward over the batch."""
     r = b.rollout
     if r is not None and r.logprobs is not None and r.hidden is not None:
-        return r.logprobs * b.completion_mask, r.hidden
+        return r.logprobs, r.hidden                                      # 0 wherever the model wrote nothing
     logp, _, h = completion_forward(policy, b.ids, b.mask, b.P, temperature, with_entropy=False)
     return logp, h
