@@ -64,7 +64,10 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
 
-    def forward(self, x, mask=None, cache: KVCache | None = None):  # x (B, T, C); mask (B, 1, T, S) bool or None
+    def forward(self, x, mask=None, cache: KVCache | None = None, last: bool = False):
+        """x (B, T, C); mask (B, 1, T, S) bool or None (causal). `last`: only the last position's output is wanted
+        (a sampler's prefill): every position's keys and values still go to the cache, but only the last query
+        attends -> (B, 1, C)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
@@ -74,11 +77,28 @@ class CausalSelfAttention(nn.Module):
             cache.v[self.layer, :, :, s:s + T] = v
             k, v = cache.k[self.layer, :, :, :s + T], cache.v[self.layer, :, :, :s + T]
         drop = self.dropout if self.training else 0.0
-        if mask is None:
+        if last:                                        # the last query may see every slot: no causal mask
+            q, T = q[:, :, -1:], 1
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, :, -1:])
+        elif mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+    def step(self, x, bias, cache: KVCache):
+        """The sampler's step: one new token per row, x (B, C) -> (B, C). bias (B*H, 1, S): 0 on the slots a row may
+        see, -inf on its padding. Attention of one query is two batched matmuls over views of the cache."""
+        B, C = x.shape
+        H, D, s = self.n_head, C // self.n_head, cache.len
+        q, k, v = self.c_attn(x).split(C, dim=1)                                   # (B, C) each
+        cache.k[self.layer, :, :, s] = k.view(B, H, D)
+        cache.v[self.layer, :, :, s] = v.view(B, H, D)
+        keys = cache.k[self.layer, :, :, :s + 1].reshape(B * H, s + 1, D)         # (B*H, S, D), no copy
+        values = cache.v[self.layer, :, :, :s + 1].reshape(B * H, s + 1, D)
+        att = torch.baddbmm(bias, q.reshape(B * H, 1, D), keys.transpose(1, 2), alpha=D ** -0.5)  # (B*H, 1, S)
+        y = torch.bmm(att.softmax(-1), values)                                    # (B*H, 1, D)
+        return self.c_proj(y.view(B, C))
 
 
 class Block(nn.Module):
@@ -90,8 +110,13 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(approximate=cfg.gelu),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
-    def forward(self, x, mask=None, cache=None):
-        x = x + self.attn(self.ln_1(x), mask, cache)
+    def forward(self, x, mask=None, cache=None, last: bool = False):
+        a = self.attn(self.ln_1(x), mask, cache, last)
+        x = (x[:, -1:] if last else x) + a
+        return x + self.mlp(self.ln_2(x))
+
+    def step(self, x, bias, cache):       # the sampler's step, x (B, C)
+        x = x + self.attn.step(self.ln_1(x), bias, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -126,11 +151,13 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())         # tied weights are counted once
 
-    def hidden(self, idx, attention_mask=None, cache: KVCache | None = None):
+    def hidden(self, idx, attention_mask=None, cache: KVCache | None = None, last: bool = False):
         """Final hidden states h (B, T, C) for tokens `idx` (B, T).
 
         attention_mask (B, T): 1 for real tokens, 0 for (left or right) padding; None means no padding.
-        cache: continue from the cached prefix (the mask then covers only the new tokens)."""
+        cache: continue from the cached prefix (the mask then covers only the new tokens).
+        last: only the last position's state is wanted (a sampler's prefill) -> (B, 1, C); the final block then
+        runs its attention output and MLP on that position alone (about a fifth less work for 4 layers)."""
         B, T = idx.shape
         start = cache.len if cache is not None else 0
         # No padding: the fast causal path. Only a sampler's prefill (a cache) looks inside its mask for padding;
@@ -162,11 +189,11 @@ class GPT(nn.Module):
         if pos.max() >= self.cfg.block_size:
             raise ValueError(f"position {int(pos.max())} exceeds block_size {self.cfg.block_size}")
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             if self.activation_checkpointing and self.training and cache is None:   # keep only block inputs,
                 x = checkpoint(block, x, mask, use_reentrant=False)                 # recompute inside in backward
             else:
-                x = block(x, mask, cache)
+                x = block(x, mask, cache, last and i == len(self.blocks) - 1)
         if cache is not None:
             cache.len += T
         return self.ln_f(x)
@@ -175,16 +202,19 @@ class GPT(nn.Module):
         """The sampler's step: one new token per row, tok (B,), through the cache -> final hidden states (B, C).
         Every row runs, finished or not (the sampler ignores what a finished row writes), and the prompts' left
         padding stays masked; for the rows it keeps, the same as hidden(tok[:, None], None, cache)[:, 0] with far
-        fewer small ops (one query attends to every filled slot: no causal mask to build)."""
+        fewer small ops: one query attends to every filled slot, so the mask is one additive bias per row, built
+        once for all layers."""
         s = cache.len
         cache.valid[:, s] = True
-        mask = cache.valid[:, None, None, :s + 1]                                   # (B, 1, 1, S)
-        x = (self.wte(tok) + self.wpe(cache.pos))[:, None]                          # (B, 1, C)
+        x = self.wte(tok) + self.wpe(cache.pos)                                     # (B, C)
+        bias = torch.zeros(cache.valid.shape[0], 1, s + 1, dtype=x.dtype, device=x.device)
+        bias = bias.masked_fill_(~cache.valid[:, None, :s + 1], float("-inf"))      # (B, 1, S)
+        bias = bias.repeat_interleave(self.cfg.n_head, 0)                           # (B*H, 1, S)
         cache.pos += 1
         for block in self.blocks:
-            x = block(x, mask, cache)
+            x = block.step(x, bias, cache)
         cache.len += 1
-        return self.ln_f(x[:, 0])
+        return self.ln_f(x)
 
     def forward(self, idx, attention_mask=None, cache=None, return_hidden: bool = False):
         """Next-token logits (B, T, V); the final hidden states (B, T, C) with return_hidden (for the heads: under

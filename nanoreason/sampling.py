@@ -128,7 +128,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eot_id: 
     eot = torch.full((B,), eot_id, dtype=torch.long, device=device)
     with torch.inference_mode():                                             # no autograd bookkeeping at all
         cache = KVCache(model.cfg, B, P + max_new_tokens, device, dtype=next(model.parameters()).dtype)
-        h = model.hidden(prompt, prompt_mask, cache)[:, -1]                 # (B, C): the last position
+        h = model.hidden(prompt, prompt_mask, cache, last=True)[:, -1]      # (B, C): the last position
         logits = model.lm_head(h).float()                                    # (B, V)
         if not torch.isfinite(logits).all():                                 # NaN weights would sample garbage
             model.train(was_training)

@@ -58,13 +58,13 @@ class Scripted(GPT):
             h[i, s[self.t] if self.t < len(s) else self.eot_id] = 50.0              # certain, even when sampled
         return h
 
-    def hidden(self, idx, attention_mask=None, cache=None):
+    def hidden(self, idx, attention_mask=None, cache=None, last=False):
         self.t = 0
         h = torch.zeros(*idx.shape, self.cfg.vocab_size)
         h[:, -1] = self._next(idx.shape[0])
         if cache is not None:
             cache.len += idx.shape[1]
-        return h
+        return h[:, -1:] if last else h
 
     def decode(self, tok, cache):
         self.t += 1
