@@ -1,4 +1,5 @@
 import json
+import re
 from fractions import Fraction
 
 import pytest
@@ -201,3 +202,20 @@ def test_verifying_steps_on_gsm8k_needs_a_checked_step():
     assert [t for _, t in kept] == [p.solution]
     bare = Problem("q", "It is 5.\n#### 5", 5, (), gsm8k=True)
     assert perturbed_examples([bare]) == []
+
+
+def test_errors_bench_splits_accuracy_by_pattern_and_counts_every_wrong_answer(sft_ckpt, tmp_path):
+    from bench.errors import ErrorsConfig, main
+    from nanoreason.checkpoint import load_start
+    from nanoreason.evaluate import accuracy
+    main(ErrorsConfig(ckpts=f"{sft_ckpt},{sft_ckpt}", problems=24, out_dir=str(tmp_path)))
+    text = (tmp_path / "table.md").read_text()
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| `")]
+    assert sum(int(r[2]) for r in rows) == 24                            # every problem in one pattern
+    policy, tok, task, seed = load_start(sft_ckpt)
+    acc, _ = accuracy(policy, tok, make_problems(24, "test", seed, task))
+    assert text.count(f"**{acc:.1%}**") == 2                             # the same model twice, the same answers
+    assert sum(float(r[3].strip(" %")) / 100 * int(r[2]) for r in rows) == pytest.approx(24 * acc, abs=0.1)
+    wrong = [line for line in text.splitlines() if line.startswith("- `")]
+    counts = [sum(int(n) for n in re.findall(r"(?:no wrong step|step \d+): (\d+)", w)) for w in wrong]
+    assert counts == [round(24 * (1 - acc))] * 2
