@@ -147,7 +147,7 @@ def test_epochs_bench_tabulates_each_arm_over_seeds(sft_ckpt, tmp_path, entry):
     assert entry("bench/ppo_epochs.py", "--arms=2-128").returncode == 2
 
 
-def test_iteration_bench_times_the_parts_and_checks_the_samplers_logprobs(sft_ckpt, tmp_path):
+def test_iteration_bench_times_each_part_of_a_round(sft_ckpt, tmp_path):
     r = run_entry("bench/ppo_iteration.py", f"--init_from={sft_ckpt}", f"--out_dir={tmp_path}", "--rounds=1",
                   "--batch_size=4", "--max_new_tokens=8")
     assert r.returncode == 0, r.stderr[-2000:]
