@@ -79,7 +79,8 @@ class CausalSelfAttention(nn.Module):
         drop = self.dropout if self.training else 0.0
         if last:                                        # the last query may see every slot: no causal mask
             q, T = q[:, :, -1:], 1
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, :, -1:])
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, :, -1:],
+                                               dropout_p=drop)
         elif mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:
@@ -110,7 +111,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(approximate=cfg.gelu),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
-    def forward(self, x, mask=None, cache=None, last: bool = False):
+    def forward(self, x, mask=None, cache=None, last: bool = False):   # x (B, T, C) -> (B, T, C); last: (B, 1, C)
         a = self.attn(self.ln_1(x), mask, cache, last)
         x = (x[:, -1:] if last else x) + a
         return x + self.mlp(self.ln_2(x))
@@ -190,10 +191,11 @@ class GPT(nn.Module):
             raise ValueError(f"position {int(pos.max())} exceeds block_size {self.cfg.block_size}")
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for i, block in enumerate(self.blocks):
+            final = last and i == len(self.blocks) - 1
             if self.activation_checkpointing and self.training and cache is None:   # keep only block inputs,
-                x = checkpoint(block, x, mask, use_reentrant=False)                 # recompute inside in backward
+                x = checkpoint(block, x, mask, None, final, use_reentrant=False)    # recompute inside in backward
             else:
-                x = block(x, mask, cache, last and i == len(self.blocks) - 1)
+                x = block(x, mask, cache, final)
         if cache is not None:
             cache.len += T
         return self.ln_f(x)

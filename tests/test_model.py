@@ -25,12 +25,14 @@ def test_kv_cache_decoding_matches_full_forward(tiny_model):
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_prefill_of_the_last_position_and_decode_steps_match_a_full_forward(tiny_model):
-    # the sampler's path: hidden(..., last=True) over left-padded prompts, then one decode step per new token
+@pytest.mark.parametrize("pad", [0, 3])
+def test_prefill_of_the_last_position_and_decode_steps_match_a_full_forward(tiny_model, pad):
+    # the sampler's path: hidden(..., last=True) over the prompts (row 2 left-padded by `pad`), then one decode step
+    # per new token
     torch.manual_seed(3)
     x = torch.randint(0, 299, (2, 10))
     mask = torch.ones(2, 10, dtype=torch.long)
-    mask[1, :3] = 0                                                             # row 2 is left-padded by 3
+    mask[1, :pad] = 0
     full = tiny_model.hidden(x, mask)                                           # (2, 10, C)
     cache = KVCache(tiny_model.cfg, 2, 10, "cpu")
     h = tiny_model.hidden(x[:, :7], mask[:, :7], cache, last=True)
@@ -38,6 +40,9 @@ def test_prefill_of_the_last_position_and_decode_steps_match_a_full_forward(tiny
     torch.testing.assert_close(h[:, 0], full[:, 6], atol=1e-5, rtol=1e-5)
     for t in range(7, 10):
         torch.testing.assert_close(tiny_model.decode(x[:, t], cache), full[:, t], atol=1e-5, rtol=1e-5)
+    tiny_model.train()                                                          # no cache, in training, with
+    tiny_model.activation_checkpointing = True                                  # activation checkpointing
+    torch.testing.assert_close(tiny_model.hidden(x, mask, last=True)[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
 
 
 def test_heads_and_tied_embeddings(tiny_model):

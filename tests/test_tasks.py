@@ -205,7 +205,7 @@ def test_verifying_steps_on_gsm8k_needs_a_checked_step():
 
 
 def test_errors_bench_splits_accuracy_by_pattern_and_counts_every_wrong_answer(sft_ckpt, tmp_path):
-    from bench.errors import ErrorsConfig, main
+    from bench.errors import ErrorsConfig, main, step_kind
     from nanoreason.checkpoint import load_start
     from nanoreason.evaluate import accuracy
     main(ErrorsConfig(ckpts=f"{sft_ckpt},{sft_ckpt}", problems=24, out_dir=str(tmp_path)))
@@ -214,8 +214,14 @@ def test_errors_bench_splits_accuracy_by_pattern_and_counts_every_wrong_answer(s
     assert sum(int(r[2]) for r in rows) == 24                            # every problem in one pattern
     policy, tok, task, seed = load_start(sft_ckpt)
     acc, _ = accuracy(policy, tok, make_problems(24, "test", seed, task))
-    assert text.count(f"**{acc:.1%}**") == 2                             # the same model twice, the same answers
-    assert sum(float(r[3].strip(" %")) / 100 * int(r[2]) for r in rows) == pytest.approx(24 * acc, abs=0.1)
+    assert text.count(f"**{acc:.1%}**") == 2                             # one column per checkpoint, both the same
+    for col in (3, 4):
+        assert sum(float(r[col].strip(" %")) / 100 * int(r[2]) for r in rows) == pytest.approx(24 * acc, abs=0.1)
     wrong = [line for line in text.splitlines() if line.startswith("- `")]
+    assert len(wrong) == 2 and all(f": {round(24 * (1 - acc))} wrong;" in w for w in wrong)
     counts = [sum(int(n) for n in re.findall(r"(?:no wrong step|step \d+): (\d+)", w)) for w in wrong]
     assert counts == [round(24 * (1 - acc))] * 2
+    # the kind of a rejected step, by hand
+    assert step_kind("5+8=<<5+8=15>>15") == "wrong arithmetic"
+    assert step_kind("12-5=<<12-5=7>>7") == "wrong quantity"                # right sum, not what the story needs
+    assert step_kind("so she has 7") == step_kind("1+=<<1+=2>>2") == "no calculation"
