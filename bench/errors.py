@@ -62,14 +62,14 @@ def first_wrong_steps(problems, completions, right):
 
 
 def main(c: ErrorsConfig):
-    task, task_seed = task_of(load_model(c.ckpt_list[0])[2].get("config", {}))
+    models = [load_model(path) for path in c.ckpt_list]           # (model, tokenizer, checkpoint) each
+    task, task_seed = task_of(models[0][2].get("config", {}))      # the first checkpoint's task
     test = make_problems(c.problems, "test", task_seed, task)
     by_pattern = defaultdict(list)                                 # "-+" -> indices of its problems
     for i, p in enumerate(test):
         by_pattern["".join(s.op for s in p.steps)].append(i)
     right, summaries = [], []                                      # one entry per checkpoint, in order
-    for path in c.ckpt_list:
-        model, tok, _ = load_model(path)
+    for path, (model, tok, _) in zip(c.ckpt_list, models):
         completions = solve(model, tok, [p.question for p in test])
         right.append([extract_answer(text) == p.answer for text, p in zip(completions, test)])
         where, kinds, lines = first_wrong_steps(test, completions, right[-1])
